@@ -1,0 +1,76 @@
+"""Lore: per-file step history and lineage, stored as JSON in the bucket beside the files.
+
+Example::
+
+    from lore_core import LoreTracker
+
+    tracker = LoreTracker.from_url("memory://example")
+    result = tracker.run("raw/a.csv", step="validate", handler=lambda ctx: {"rows": 3})
+    print(result.status, tracker.get_history("raw/a.csv").entries[0].output)
+"""
+
+from .errors import (
+    AccessDeniedError,
+    BucketNotFoundError,
+    ConcurrentUpdateError,
+    CorruptHistoryError,
+    EntryNotFoundError,
+    HistoryNotFoundError,
+    InvalidKeyError,
+    InvalidStoreURLError,
+    LoreError,
+    StepNotRegisteredError,
+    StoreError,
+)
+from .lineage import lineage_to_dot, lineage_to_json, lineage_to_mermaid, lineage_to_text
+from .models import (
+    ErrorInfo,
+    FailedEntry,
+    FileHistory,
+    HistoryEntry,
+    LineageNode,
+    LineageRef,
+    OrchestratorInfo,
+    StepContext,
+    StepResult,
+    StepStatus,
+)
+from .stores import FileStore, MemoryStore, S3Store, Store, make_s3_client, open_store
+from .tracker import LoreTracker, register_step
+
+__all__ = [
+    "AccessDeniedError",
+    "BucketNotFoundError",
+    "ConcurrentUpdateError",
+    "CorruptHistoryError",
+    "EntryNotFoundError",
+    "ErrorInfo",
+    "FailedEntry",
+    "FileHistory",
+    "FileStore",
+    "HistoryEntry",
+    "HistoryNotFoundError",
+    "InvalidKeyError",
+    "InvalidStoreURLError",
+    "LineageNode",
+    "LineageRef",
+    "LoreError",
+    "LoreTracker",
+    "MemoryStore",
+    "OrchestratorInfo",
+    "S3Store",
+    "StepContext",
+    "StepNotRegisteredError",
+    "StepResult",
+    "StepStatus",
+    "Store",
+    "StoreError",
+    "lineage_to_dot",
+    "lineage_to_json",
+    "lineage_to_mermaid",
+    "lineage_to_text",
+    "make_s3_client",
+    "open_store",
+    "register_step",
+]
+__version__ = "0.1.0"

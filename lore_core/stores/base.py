@@ -1,0 +1,106 @@
+"""The store contract: a bucket-like place with conditional writes.
+
+A store knows nothing of histories; the tracker decides what the keys mean.
+Every implementation honours the same compare-and-swap semantics as S3:
+``put(if_none_match=True)`` creates only when absent, ``put(if_match=etag)``
+replaces only the version with that ETag, and both raise ``ConditionFailed``
+otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..errors import LoreError, StoreError
+
+__all__ = ["ConditionFailed", "ListedObject", "RequestStats", "Store", "StoredObject"]
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    data: bytes
+    etag: str
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    last_modified: datetime | None = None
+
+
+class ConditionFailed(LoreError):
+    """A conditional write lost: 412 (precondition failed) or 409 (conflicting concurrent write)."""
+
+    def __init__(self, key: str, status: int) -> None:
+        super().__init__(f"conditional write of {key!r} failed with HTTP {status}")
+        self.key = key
+        self.status = status
+
+
+class RequestStats:
+    """Requests a store has made, by kind (``get``, ``put``, ``delete``, ``list``). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[kind] += n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+class Store(ABC):
+    """A bucket-like object store with compare-and-swap writes."""
+
+    #: The bucket name recorded in histories.
+    bucket: str
+
+    def __init__(self) -> None:
+        self.stats = RequestStats()
+
+    @abstractmethod
+    def get(self, key: str) -> StoredObject | None:
+        """The object and its ETag, or None when there is no such object."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
+        """Write the object and return its new ETag; raise ConditionFailed if a condition does not hold."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; removing a missing object is not an error."""
+
+    @abstractmethod
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[ListedObject]:
+        """Objects whose key starts with ``prefix``, in UTF-8 byte order, after ``start_after``."""
+
+    @abstractmethod
+    def location(self, key: str) -> str:
+        """A URL a person can read, e.g. ``s3://bucket/key``."""
+
+    def for_bucket(self, bucket: str) -> Store:
+        """A store for another bucket with the same settings (for cross-bucket lineage)."""
+        if bucket == self.bucket:
+            return self
+        raise StoreError(f"{type(self).__name__} cannot reach other buckets (asked for {bucket!r})")
+
+
+def utf8_sort_key(key: str) -> bytes:
+    return key.encode("utf-8")
