@@ -54,12 +54,12 @@ def test_bad_prefixes_are_refused(prefix: str, s3_client: Any) -> None:
 
 
 def test_bad_prefix_in_url_and_bad_urls(tmp_path: Any) -> None:
-    with pytest.raises(InvalidKeyError, match="'..'"):
+    with pytest.raises(InvalidKeyError, match=r"'\.\.'"):
         LoreTracker.from_url("s3://bucket/a/../b")
     for url in ["ftp://x/y", "s3://", "not a url", "file://host/path"]:
         with pytest.raises(InvalidStoreURLError):
             LoreTracker.from_url(url)
-    with pytest.raises(InvalidKeyError, match="'..'"):
+    with pytest.raises(InvalidKeyError, match=r"'\.\.'"):
         list(LoreTracker.from_url("memory://p").list_tracked_files(prefix="../x"))
 
 
@@ -85,7 +85,7 @@ def test_unserialisable_values_are_stored_marked_and_the_step_runs(tracker: Lore
 
 def test_missing_bucket_names_the_bucket(s3_client: Any) -> None:
     tracker = LoreTracker(bucket="no-such-bucket-here", s3_client=s3_client)
-    with pytest.raises(BucketNotFoundError, match="no-such-bucket-here.*raw/a.csv"):
+    with pytest.raises(BucketNotFoundError, match=r"no-such-bucket-here.*raw/a\.csv"):
         tracker.run("raw/a.csv", step="s", handler=lambda ctx: None)
     with pytest.raises(BucketNotFoundError, match="no-such-bucket-here"):
         list(tracker.list_tracked_files())
@@ -112,8 +112,14 @@ class _Raw:
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b'{"fileKey": "c", "bucket": "b"', b'{"fileKey": "c", "bucket": "b", "entries": "nope",'
-     b' "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"}', b"[]", b""],
+    [
+        b"{not json",
+        b'{"fileKey": "c", "bucket": "b"',
+        b'{"fileKey": "c", "bucket": "b", "entries": "nope",'
+        b' "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"}',
+        b"[]",
+        b"",
+    ],
 )
 def test_corrupt_history_is_reported_by_key_and_never_overwritten(
     s3_tracker: LoreTracker, s3_client: Any, bucket: str, content: bytes

@@ -42,13 +42,21 @@ def test_lineage_reads_the_file_then_all_ancestry_descendants_one_read(s3_client
 
 def test_listing_pages_of_one_thousand(s3_client: Any, bucket: str) -> None:
     tracker = LoreTracker(bucket=bucket, s3_client=s3_client)
-    stub = json.dumps({"fileKey": "x", "bucket": bucket, "entries": [], "createdAt": "2026-01-01T00:00:00.000Z",
-                       "updatedAt": "2026-01-01T00:00:00.000Z"}).encode()
+    stub = json.dumps(
+        {
+            "fileKey": "x",
+            "bucket": bucket,
+            "entries": [],
+            "createdAt": "2026-01-01T00:00:00.000Z",
+            "updatedAt": "2026-01-01T00:00:00.000Z",
+        }
+    ).encode()
     for i in range(1500):
         s3_client.put_object(Bucket=bucket, Key=f".lore-s3/files/{i:05d}.csv.json", Body=stub)
     for i in range(1100):
-        s3_client.put_object(Bucket=bucket, Key=failure_index_key(".lore-s3", f"files/{i:05d}.csv", f"E{i:05d}",
-                                                                   "step/a"), Body=b"{}")
+        s3_client.put_object(
+            Bucket=bucket, Key=failure_index_key(".lore-s3", f"files/{i:05d}.csv", f"E{i:05d}", "step/a"), Body=b"{}"
+        )
     _count(tracker)
 
     files = list(tracker.list_tracked_files())

@@ -47,8 +47,7 @@ class LandThenDrop:
     def before_send(self, request: Any, **kwargs: Any) -> None:
         if self.fired == 0 and self.condition_header in request.headers and ".lore-s3/" in request.url:
             self.fired += 1
-            landed = self._http.request(request.method, request.url, body=_body(request),
-                                        headers=dict(request.headers))
+            landed = self._http.request(request.method, request.url, body=_body(request), headers=dict(request.headers))
             assert landed.status == 200, landed.data
             raise ConnectionClosedError(endpoint_url=request.url)
 
@@ -96,8 +95,10 @@ def test_409_conditional_request_conflict_is_retried_by_lore(s3_client: Any, buc
     def conflict(request: Any, **kwargs: Any) -> AWSResponse | None:
         if len(injected) < 3 and ".lore-s3/" in request.url:
             injected.append(request.url)
-            body = (b"<Error><Code>ConditionalRequestConflict</Code>"
-                    b"<Message>A conflicting operation occurred</Message></Error>")
+            body = (
+                b"<Error><Code>ConditionalRequestConflict</Code>"
+                b"<Message>A conflicting operation occurred</Message></Error>"
+            )
             return AWSResponse(request.url, 409, {}, _Raw(body))
         return None
 

@@ -16,16 +16,41 @@ def _raw(s3_client: Any, bucket: str, key: str) -> dict[str, Any]:
 
 
 def test_documents_are_camel_case_json_at_prefix_key(s3_tracker: LoreTracker, s3_client: Any, bucket: str) -> None:
-    s3_tracker.run("uploads/report.pdf", step="validate", handler=lambda ctx: {"ok": True}, input={"a": 1},
-                   produces=["renders/p1.png"], metadata={"owner": "ops"})
+    s3_tracker.run(
+        "uploads/report.pdf",
+        step="validate",
+        handler=lambda ctx: {"ok": True},
+        input={"a": 1},
+        produces=["renders/p1.png"],
+        metadata={"owner": "ops"},
+    )
     doc = _raw(s3_client, bucket, ".lore-s3/uploads/report.pdf.json")
-    assert {"schemaVersion", "fileKey", "bucket", "derivedFrom", "derivedTo", "entries", "createdAt",
-            "updatedAt"} <= set(doc)
+    assert {
+        "schemaVersion",
+        "fileKey",
+        "bucket",
+        "derivedFrom",
+        "derivedTo",
+        "entries",
+        "createdAt",
+        "updatedAt",
+    } <= set(doc)
     assert doc["fileKey"] == "uploads/report.pdf" and doc["bucket"] == bucket and doc["schemaVersion"] == 1
     assert doc["derivedTo"] == [{"fileKey": "renders/p1.png", "entryId": doc["entries"][0]["id"]}]
     entry = doc["entries"][0]
-    assert {"id", "step", "status", "input", "output", "produces", "startedAt", "completedAt", "durationMs",
-            "metadata", "attempt"} <= set(entry)
+    assert {
+        "id",
+        "step",
+        "status",
+        "input",
+        "output",
+        "produces",
+        "startedAt",
+        "completedAt",
+        "durationMs",
+        "metadata",
+        "attempt",
+    } <= set(entry)
     assert entry["status"] == "success" and entry["input"] == {"a": 1} and entry["output"] == {"ok": True}
     for value in (doc["createdAt"], doc["updatedAt"], entry["startedAt"], entry["completedAt"]):
         assert TIMESTAMP.match(value), value
@@ -75,11 +100,16 @@ def test_lineage_falls_back_to_derived_from_without_ancestry(
     s3_tracker: LoreTracker, s3_client: Any, bucket: str
 ) -> None:
     def doc(key: str, parent: str | None) -> bytes:
-        return json.dumps({
-            "fileKey": key, "bucket": bucket,
-            "derivedFrom": [{"fileKey": parent, "entryId": "E"}] if parent else [],
-            "entries": [], "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z",
-        }).encode()
+        return json.dumps(
+            {
+                "fileKey": key,
+                "bucket": bucket,
+                "derivedFrom": [{"fileKey": parent, "entryId": "E"}] if parent else [],
+                "entries": [],
+                "createdAt": "2026-01-01T00:00:00.000Z",
+                "updatedAt": "2026-01-01T00:00:00.000Z",
+            }
+        ).encode()
 
     for key, parent in [("l0", None), ("l1", "l0"), ("l2", "l1"), ("l3", "l2")]:
         s3_client.put_object(Bucket=bucket, Key=f".lore-s3/{key}.json", Body=doc(key, parent))
