@@ -21,6 +21,7 @@ from .errors import (
     LoreError,
     StepNotRegisteredError,
     StoreError,
+    StoreUnavailableError,
 )
 from .lineage import lineage_to_dot, lineage_to_json, lineage_to_mermaid, lineage_to_text
 from .models import (
@@ -65,6 +66,7 @@ __all__ = [
     "StepStatus",
     "Store",
     "StoreError",
+    "StoreUnavailableError",
     "lineage_to_dot",
     "lineage_to_json",
     "lineage_to_mermaid",

@@ -14,6 +14,7 @@ __all__ = [
     "LoreError",
     "StepNotRegisteredError",
     "StoreError",
+    "StoreUnavailableError",
 ]
 
 
@@ -31,6 +32,10 @@ class InvalidStoreURLError(LoreError, ValueError):
 
 class StoreError(LoreError):
     """The store refused or failed a request."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store kept failing with transient errors (5xx, timeouts, dropped connections) past the outage timeout."""
 
 
 class BucketNotFoundError(StoreError):

@@ -3,7 +3,9 @@
 Layout under the history prefix (default ``.lore-s3``)::
 
     <prefix>/<fileKey>.json                                  one history per tracked file
-    <prefix>/~lore/failed/<fileKey>/<entryId>/<step>          failure index, one empty-ish object per failed entry
+    <prefix>/~lore/failed/<fileKey>/<entryId>/<step>          failure index, one small object per failed entry
+    <prefix>/~lore/failed/<fileKey>/<entryId>/<step>@<lease>  marker of a long-running entry (heartbeat)
+    <prefix>/~lore/archive/<fileKey>/<first>-<last>-<n>.json  immutable segments of old entries
 
 ``~lore`` is reserved: a file key may not start with it, so no history can land
 in the index. ``~`` is on AWS's list of characters to avoid in keys, so real
@@ -113,8 +115,23 @@ def failure_index_key(prefix: str, file_key: str, entry_id: str, step: str) -> s
     return f"{failure_index_prefix(prefix)}{file_key}/{entry_id}/{quote(step, safe='')}"
 
 
-def parse_failure_index_key(prefix: str, object_key: str) -> tuple[str, str, str] | None:
-    """(file_key, entry_id, step) of a failure index object, or None for anything else."""
+def running_marker_key(prefix: str, file_key: str, entry_id: str, step: str, lease_seconds: float) -> str:
+    """A marker beside the failure index for a long-running entry; its LastModified is the last heartbeat.
+
+    Quoted steps never contain '@', so the suffix cannot be confused with a step name.
+    """
+    return f"{failure_index_key(prefix, file_key, entry_id, step)}@{max(1, round(lease_seconds))}"
+
+
+def entry_index_prefix(prefix: str, file_key: str, entry_id: str) -> str:
+    return f"{failure_index_prefix(prefix)}{file_key}/{entry_id}/"
+
+
+def parse_failure_index_key(prefix: str, object_key: str) -> tuple[str, str, str, int | None] | None:
+    """(file_key, entry_id, step, lease seconds or None) of an index object, or None for anything else.
+
+    The lease is set for running markers and None for failures.
+    """
     head = failure_index_prefix(prefix)
     if not object_key.startswith(head):
         return None
@@ -122,4 +139,14 @@ def parse_failure_index_key(prefix: str, object_key: str) -> tuple[str, str, str
     if len(parts) != 3 or not all(parts):
         return None
     file_key, entry_id, step = parts
-    return file_key, entry_id, unquote(step)
+    lease: int | None = None
+    if "@" in step:
+        step, _, lease_text = step.partition("@")
+        if not lease_text.isdigit():
+            return None
+        lease = int(lease_text)
+    return file_key, entry_id, unquote(step), lease
+
+
+def archive_key(prefix: str, file_key: str, first_id: str, last_id: str, count: int) -> str:
+    return f"{reserved_root(prefix)}archive/{file_key}/{first_id}-{last_id}-{count}.json"

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ArchiveRef",
     "ErrorInfo",
     "FailedEntry",
     "FileHistory",
@@ -169,8 +170,27 @@ class HistoryEntry(_Doc):
         return self.status is not StepStatus.RUNNING
 
     @property
+    def abandoned(self) -> bool:
+        """Still ``running`` but its lease expired: the worker died or stopped renewing it."""
+        return (
+            self.status is StepStatus.RUNNING
+            and self.lease_expires_at is not None
+            and self.lease_expires_at < utc_now()
+        )
+
+    @property
     def unresolved_failure(self) -> bool:
-        return self.status is StepStatus.FAILED and self.resolved_by is None
+        """Failed (or abandoned) and not yet fixed by a later success: what replay is for."""
+        return (self.status is StepStatus.FAILED or self.abandoned) and self.resolved_by is None
+
+
+class ArchiveRef(_Doc):
+    """An immutable segment object holding entries moved out of the live document."""
+
+    key: str
+    count: int
+    first_entry_id: str
+    last_entry_id: str
 
 
 class FileHistory(_Doc):
@@ -181,6 +201,7 @@ class FileHistory(_Doc):
     derived_to: list[LineageRef] = Field(default_factory=list)
     ancestry: list[LineageRef] | None = None
     entries: list[HistoryEntry] = Field(default_factory=list)
+    archived: list[ArchiveRef] | None = None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -199,8 +220,11 @@ class FileHistory(_Doc):
         return None
 
     def failed_entries(self, include_resolved: bool = False) -> list[HistoryEntry]:
+        """Failed and abandoned entries; by default only those no later success resolved."""
         return [
-            e for e in self.entries if e.status is StepStatus.FAILED and (include_resolved or e.resolved_by is None)
+            e
+            for e in self.entries
+            if (e.status is StepStatus.FAILED or e.abandoned) and (include_resolved or e.resolved_by is None)
         ]
 
     def counts(self) -> dict[str, int]:
@@ -237,6 +261,7 @@ class FailedEntry(BaseModel):
     step: str
     bucket: str
     failed_at: datetime | None = None
+    abandoned: bool = False
 
 
 @dataclass

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -25,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -42,6 +43,7 @@ from .errors import (
 )
 from .models import (
     SCHEMA_VERSION,
+    ArchiveRef,
     ErrorInfo,
     FailedEntry,
     FileHistory,
@@ -57,8 +59,9 @@ from .models import (
     new_entry_id,
     utc_now,
 )
+from .redaction import Redactor
 from .stores import ConditionFailed, S3Store, Store, open_store
-from .values import to_jsonable
+from .values import limit_size, limit_text, to_jsonable
 
 __all__ = ["LoreTracker", "register_step"]
 
@@ -70,6 +73,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # A mutation gets a private copy of the current document (None if there is none)
 # and returns the new document, or None when the document already holds the change.
 Mutation = Callable[[FileHistory | None], FileHistory | None]
+_LEASE_EXPIRED = "LeaseExpired"
 
 
 def register_step(name: str, handler: Handler | None = None) -> Any:
@@ -144,6 +148,15 @@ class LoreTracker:
         cas_max_attempts: int = 60,
         max_ancestry: int = 1000,
         cache_size: int = 256,
+        max_value_bytes: int = 64 * 1024,
+        redact: bool = True,
+        secret_keys: Iterable[str] | None = None,
+        extra_secret_keys: Iterable[str] = (),
+        max_entries: int = 500,
+        lease_seconds: float = 600.0,
+        mark_running: bool = False,
+        outage_timeout: float = 60.0,
+        max_document_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         if store is None:
             if not bucket:
@@ -156,6 +169,7 @@ class LoreTracker:
                 expected_bucket_owner=expected_bucket_owner,
                 sse=sse,
                 sse_kms_key_id=sse_kms_key_id,
+                outage_timeout=outage_timeout,
             )
         elif bucket is not None and bucket != store.bucket:
             raise LoreError(f"bucket {bucket!r} does not match the store's bucket {store.bucket!r}")
@@ -168,6 +182,14 @@ class LoreTracker:
         self._cache: OrderedDict[tuple[str, str], tuple[FileHistory, str]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._handlers: dict[str, Handler] = {}
+        self.max_value_bytes = max_value_bytes
+        self.max_entries = max(10, max_entries)
+        self.max_document_bytes = max_document_bytes
+        self.lease_seconds = lease_seconds
+        self.mark_running = mark_running
+        self._markers: dict[tuple[str, str], str] = {}
+        self._markers_lock = threading.Lock()
+        self.redactor: Redactor | None = Redactor(secret_keys, extra_secret_keys) if redact else None
 
     @classmethod
     def from_url(
@@ -183,7 +205,7 @@ class LoreTracker:
         S3 options (``expected_bucket_owner``, ``sse``, ``sse_kms_key_id``) go to the
         store; the rest (``cas_max_attempts``, ``max_ancestry``, ``cache_size``) to the tracker.
         """
-        store_keys = ("expected_bucket_owner", "sse", "sse_kms_key_id")
+        store_keys = ("expected_bucket_owner", "sse", "sse_kms_key_id", "outage_timeout")
         store_options = {k: options.pop(k) for k in store_keys if k in options}
         if url.startswith("s3://"):
             store_options.update(s3_client=s3_client, endpoint_url=endpoint_url, region=region)
@@ -230,8 +252,16 @@ class LoreTracker:
         if found is None:
             self._cache_drop(store, hkey)
             return None, None
+        if len(found.data) > self.max_document_bytes:
+            raise CorruptHistoryError(
+                store.location(hkey),
+                f"document is {len(found.data)} bytes, over the limit of {self.max_document_bytes} "
+                "(max_document_bytes)",
+            )
         try:
             doc = FileHistory.model_validate(json.loads(found.data))
+        except RecursionError:
+            raise CorruptHistoryError(store.location(hkey), "document is nested too deeply to parse") from None
         except (ValueError, ValidationError) as exc:
             reason = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else _summarise(exc)
             raise CorruptHistoryError(store.location(hkey), reason) from None
@@ -295,6 +325,7 @@ class LoreTracker:
             now = utc_now()
             new.updated_at = now
             new.schema_version = SCHEMA_VERSION
+            self._archive_overflow(store, file_key, new)
             data = json.dumps(new.to_json_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             try:
                 new_etag = store.put(hkey, data, if_match=etag, if_none_match=etag is None)
@@ -323,6 +354,30 @@ class LoreTracker:
             bucket=bucket or self.bucket,
             created_at=now,
             updated_at=now,
+        )
+
+    # ------------------------------------------------------------------ what gets written
+
+    def _value(self, value: Any, what: str) -> Any:
+        """JSON-ready, secrets masked, size-limited: the form in which a value is stored."""
+        if value is None:
+            return None
+        value = to_jsonable(value, what)
+        if self.redactor is not None:
+            value = self.redactor.redact(value)
+        return limit_size(value, self.max_value_bytes)
+
+    def _error(self, error: BaseException | ErrorInfo | str | dict[str, Any]) -> ErrorInfo:
+        info = _as_error(error)
+        message, stack = info.message, info.stack
+        if self.redactor is not None:
+            message = self.redactor.redact_text(message)
+            stack = self.redactor.redact_text(stack) if stack is not None else None
+        return info.model_copy(
+            update={
+                "message": limit_text(message, self.max_value_bytes) or "",
+                "stack": limit_text(stack, self.max_value_bytes),
+            }
         )
 
     # ------------------------------------------------------------------ registering handlers
@@ -366,14 +421,15 @@ class LoreTracker:
             step=step,
             description=description,
             status=StepStatus.RUNNING,
-            input=to_jsonable(input, f"input of {step} on {file_key}"),
+            input=self._value(input, f"input of {step} on {file_key}"),
             produces=[self._file_key(p) for p in _as_list(produces)] or None,
             started_at=utc_now(),
-            metadata=to_jsonable(metadata, f"metadata of {step} on {file_key}") if metadata else None,
+            metadata=self._value(metadata, f"metadata of {step} on {file_key}") if metadata else None,
             replay_of=replay_of,
             attempt=attempt,
             orchestrator=_as_orchestrator(orchestrator),
         )
+        entry.lease_expires_at = entry.started_at + timedelta(seconds=self.lease_seconds)
 
         def add_running(doc: FileHistory | None) -> FileHistory | None:
             doc = doc or self._new_history(file_key)
@@ -386,7 +442,41 @@ class LoreTracker:
             return doc
 
         self._update(file_key, add_running)
+        if self.mark_running:
+            self._mark_running(file_key, entry.id, step)
         return entry.id
+
+    def heartbeat(self, file_key: str, entry_id: str) -> None:
+        """Renew a running entry's lease, and mark it in the index so that, should the worker die,
+        ``list_failed`` finds it once the lease runs out. ``run`` calls this by itself for long steps."""
+        file_key = self._file_key(file_key)
+        expires = utc_now() + timedelta(seconds=self.lease_seconds)
+        step: list[str] = []
+
+        def renew(doc: FileHistory | None) -> FileHistory | None:
+            entry = doc.entry(entry_id) if doc is not None else None
+            if doc is None or entry is None:
+                raise EntryNotFoundError(f"history of {file_key!r} has no entry {entry_id!r}")
+            step[:] = [entry.step]
+            if entry.finished:
+                return None
+            entry.lease_expires_at = expires
+            return doc
+
+        self._update(file_key, renew)
+        self._mark_running(file_key, entry_id, step[0])
+
+    def _mark_running(self, file_key: str, entry_id: str, step: str) -> None:
+        key = keys.running_marker_key(self.prefix, file_key, entry_id, step, self.lease_seconds)
+        self.store.put(key, b"{}")
+        with self._markers_lock:
+            self._markers[(file_key, entry_id)] = key
+
+    def _unmark_running(self, file_key: str, entry_id: str) -> None:
+        with self._markers_lock:
+            key = self._markers.pop((file_key, entry_id), None)
+        if key is not None:
+            self.store.delete(key)
 
     def succeed(
         self,
@@ -403,7 +493,7 @@ class LoreTracker:
             file_key,
             entry_id,
             StepStatus.SUCCESS,
-            output=to_jsonable(output, f"output of entry {entry_id} on {file_key}"),
+            output=self._value(output, f"output of entry {entry_id} on {file_key}"),
             produces=[self._file_key(p) for p in _as_list(produces)],
             metadata=metadata,
         )
@@ -418,7 +508,7 @@ class LoreTracker:
     ) -> HistoryEntry:
         """Mark a running entry failed with ``error`` (an exception, or a message) and index the failure."""
         file_key = self._file_key(file_key)
-        return self._finish(file_key, entry_id, StepStatus.FAILED, error=_as_error(error), metadata=metadata)
+        return self._finish(file_key, entry_id, StepStatus.FAILED, error=self._error(error), metadata=metadata)
 
     def _entry_of(self, file_key: str, entry_id: str) -> HistoryEntry:
         doc = self._load(file_key)
@@ -445,7 +535,7 @@ class LoreTracker:
     ) -> HistoryEntry:
         current = self._entry_of(file_key, entry_id)
         all_produced = _as_list([*(current.produces or []), *produces]) if status is StepStatus.SUCCESS else []
-        extra_meta = to_jsonable(metadata, f"metadata of entry {entry_id}") if metadata else None
+        extra_meta = self._value(metadata, f"metadata of entry {entry_id}") if metadata else None
         if status is StepStatus.FAILED:
             # Index first: a crash before the history write leaves an index object that
             # points at a running entry (replayable), never a failure nobody can find.
@@ -489,6 +579,7 @@ class LoreTracker:
             return doc if changed else None
 
         doc = self._update(file_key, finish)
+        self._unmark_running(file_key, entry_id)
         self._unindex(file_key, resolved)
         result = doc.entry(entry_id) if doc is not None else None
         if result is None:
@@ -531,14 +622,14 @@ class LoreTracker:
             step=step,
             description=description,
             status=status,
-            input=to_jsonable(input, f"input of {step} on {file_key}"),
-            output=to_jsonable(output, f"output of {step} on {file_key}") if status is StepStatus.SUCCESS else None,
-            error=_as_error(error) if error is not None else None,
+            input=self._value(input, f"input of {step} on {file_key}"),
+            output=self._value(output, f"output of {step} on {file_key}") if status is StepStatus.SUCCESS else None,
+            error=self._error(error) if error is not None else None,
             produces=[self._file_key(p) for p in _as_list(produces)] or None,
             started_at=started,
             completed_at=completed,
             duration_ms=_duration_ms(started, completed),
-            metadata=to_jsonable(metadata, f"metadata of {step} on {file_key}") if metadata else None,
+            metadata=self._value(metadata, f"metadata of {step} on {file_key}") if metadata else None,
             replay_of=replay_of,
             attempt=attempt,
             orchestrator=_as_orchestrator(orchestrator),
@@ -638,21 +729,39 @@ class LoreTracker:
             bucket=self.bucket,
             step=step,
             entry_id=entry_id,
-            input=started.input,
+            # The handler gets the value as given; the history holds its stored (redacted) form.
+            input=input,
             tracker=self,
             attempt=started.attempt or 1,
             replay_of=replay_of,
             produces=list(planned),
         )
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat_loop, args=(file_key, entry_id, stop), name=f"lore-heartbeat-{entry_id}", daemon=True
+        )
+        beat.start()
         try:
             output = handler(ctx)
         except BaseException as exc:
+            stop.set()
+            beat.join()
             recorded = self.fail(file_key, entry_id, exc)
             if raise_on_failure or not isinstance(exc, Exception):
                 raise
             return StepResult(StepStatus.FAILED, entry_id, file_key, step, error=recorded.error, replay_of=replay_of)
+        stop.set()
+        beat.join()
         recorded = self.succeed(file_key, entry_id, output, produces=ctx.produces)
         return StepResult(StepStatus.SUCCESS, entry_id, file_key, step, output=recorded.output, replay_of=replay_of)
+
+    def _heartbeat_loop(self, file_key: str, entry_id: str, stop: threading.Event) -> None:
+        # Renew at a third of the lease so that two missed beats still leave the lease valid.
+        while not stop.wait(self.lease_seconds / 3):
+            try:
+                self.heartbeat(file_key, entry_id)
+            except LoreError as exc:
+                log.warning("lore: could not renew the lease of entry %s on %r: %s", entry_id, file_key, exc)
 
     def replay(
         self,
@@ -675,9 +784,11 @@ class LoreTracker:
         if doc is None:
             raise HistoryNotFoundError(f"no history for {file_key!r} at {self.history_location(file_key)}")
         original = doc.entry(entry_id)
+        if original is None and doc.archived:
+            original = self._with_archive(doc).entry(entry_id)
         if original is None:
             raise EntryNotFoundError(f"history of {file_key!r} has no entry {entry_id!r}")
-        if original.status is StepStatus.RUNNING and not force:
+        if original.status is StepStatus.RUNNING and not original.abandoned and not force:
             raise LoreError(f"entry {entry_id} of {file_key!r} is still running; pass force=True to replay it anyway")
         if original.resolved_by and not force:
             self._unindex(file_key, [original])  # repairs an index object a crash left behind
@@ -837,10 +948,71 @@ class LoreTracker:
 
     # ------------------------------------------------------------------ reading
 
-    def get_history(self, file_key: str, bucket: str | None = None) -> FileHistory | None:
-        """The file's history as stored now (one read), or None if it has none."""
+    def get_history(
+        self, file_key: str, bucket: str | None = None, *, include_archived: bool = False
+    ) -> FileHistory | None:
+        """The file's history as stored now (one read), or None if it has none.
+
+        The live document keeps the newest ``max_entries`` entries; older ones sit in
+        archive segments, which ``include_archived=True`` reads too (in parallel) and
+        puts first, so ``entries`` is the whole history, oldest first.
+        """
         file_key = self._file_key(file_key)
-        return self._load(file_key, bucket, fresh=True)
+        doc = self._load(file_key, bucket, fresh=True)
+        if doc is not None and include_archived and doc.archived:
+            return self._with_archive(doc, bucket)
+        return doc
+
+    def _with_archive(self, doc: FileHistory, bucket: str | None = None) -> FileHistory:
+        store = self._store_for(bucket)
+        refs = list(doc.archived or [])
+
+        def fetch(ref: ArchiveRef) -> list[HistoryEntry]:
+            found = store.get(ref.key)
+            if found is None:
+                raise CorruptHistoryError(store.location(ref.key), "archive segment listed in the history is missing")
+            try:
+                data = json.loads(found.data)
+                return [HistoryEntry.model_validate(e) for e in data["entries"]]
+            except (ValueError, KeyError, TypeError, ValidationError) as exc:
+                raise CorruptHistoryError(store.location(ref.key), f"archive segment does not parse: {exc}") from None
+
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(refs)))) as pool:
+            segments = list(pool.map(fetch, refs))
+        merged = doc.model_copy(deep=True)
+        merged.entries = [e for segment in segments for e in segment] + merged.entries
+        return merged
+
+    def _archive_overflow(self, store: Store, file_key: str, doc: FileHistory) -> None:
+        """Move the oldest finished entries into an immutable segment once the live document is full.
+
+        Running entries and unresolved failures stay live (replay and the index need them).
+        A fifth of the cap moves at once, so archiving costs one extra write every
+        ``max_entries / 5`` steps and the live document never grows past the cap.
+        """
+        if len(doc.entries) <= self.max_entries:
+            return
+        excess = len(doc.entries) - self.max_entries + self.max_entries // 5
+        moving = [e for e in doc.entries if e.finished and not e.unresolved_failure][:excess]
+        if not moving:
+            return
+        key = keys.archive_key(self.prefix, file_key, moving[0].id, moving[-1].id, len(moving))
+        body = {
+            "schemaVersion": SCHEMA_VERSION,
+            "fileKey": file_key,
+            "bucket": doc.bucket,
+            "entries": [e.to_json_dict() for e in moving],
+            "createdAt": format_timestamp(utc_now()),
+        }
+        # A 412 means an earlier try of this same update wrote it: segments are immutable.
+        with contextlib.suppress(ConditionFailed):
+            store.put(key, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode(), if_none_match=True)
+        moved = {e.id for e in moving}
+        doc.entries = [e for e in doc.entries if e.id not in moved]
+        doc.archived = [
+            *(doc.archived or []),
+            ArchiveRef(key=key, count=len(moving), first_entry_id=moving[0].id, last_entry_id=moving[-1].id),
+        ]
 
     def get_failed_steps(self, file_key: str, include_resolved: bool = False) -> list[HistoryEntry]:
         """Failed entries of the file that no later success has resolved (all of them with ``include_resolved``)."""
@@ -887,19 +1059,32 @@ class LoreTracker:
     def list_failed(self, prefix: str | None = None, step: str | None = None) -> Iterator[FailedEntry]:
         """Unresolved failed entries across the bucket, from the failure index (one LIST per 1,000)."""
         list_prefix = keys.failure_index_prefix(self.prefix, self._file_prefix(prefix))
+        now = utc_now()
+        last: tuple[str, str] | None = None
         for obj in self.store.list(list_prefix):
             parsed = keys.parse_failure_index_key(self.prefix, obj.key)
             if parsed is None:
                 continue
-            file_key, entry_id, entry_step = parsed
-            if step is not None and entry_step != step:
-                continue
+            file_key, entry_id, entry_step, lease = parsed
+            if (step is not None and entry_step != step) or last == (file_key, entry_id):
+                continue  # a failure sorts before its entry's running marker: report it once
+            abandoned = False
+            failed_at = obj.last_modified
+            if lease is not None:
+                # A running marker: its LastModified is the last heartbeat (S3 keeps whole
+                # seconds, hence the extra second before calling the lease expired).
+                if obj.last_modified is None or obj.last_modified + timedelta(seconds=lease + 1) > now:
+                    continue  # still alive
+                abandoned = True
+                failed_at = obj.last_modified + timedelta(seconds=lease + 1)
+            last = (file_key, entry_id)
             yield FailedEntry(
                 file_key=file_key,
                 entry_id=entry_id,
                 step=entry_step,
                 bucket=self.bucket,
-                failed_at=obj.last_modified,
+                failed_at=failed_at,
+                abandoned=abandoned,
             )
 
     def _file_prefix(self, prefix: str | None) -> str:
@@ -916,18 +1101,25 @@ class LoreTracker:
         file_key = self._file_key(file_key)
         dropped: list[HistoryEntry] = []
 
+        segments: list[str] = []
+
         def clear(doc: FileHistory | None) -> FileHistory | None:
             dropped.clear()
-            if doc is None or not doc.entries:
+            segments.clear()
+            if doc is None or (not doc.entries and not doc.archived):
                 return None
             dropped.extend(e for e in doc.entries if e.unresolved_failure)
+            segments.extend(ref.key for ref in doc.archived or [])
             doc.entries = []
+            doc.archived = None
             return doc
 
         if self._load(file_key, fresh=True) is None:
             return
         self._update(file_key, clear)
         self._unindex(file_key, dropped)
+        for key in segments:
+            self.store.delete(key)
 
     # ------------------------------------------------------------------ failure index
 
@@ -944,7 +1136,12 @@ class LoreTracker:
 
     def _unindex(self, file_key: str, entries: Iterable[HistoryEntry]) -> None:
         for entry in entries:
-            self.store.delete(keys.failure_index_key(self.prefix, file_key, entry.id, entry.step))
+            if entry.error is not None and entry.error.name == _LEASE_EXPIRED:
+                # A dead worker's marker: its lease length is in its key, so find it by listing.
+                for obj in self.store.list(keys.entry_index_prefix(self.prefix, file_key, entry.id)):
+                    self.store.delete(obj.key)
+            else:
+                self.store.delete(keys.failure_index_key(self.prefix, file_key, entry.id, entry.step))
 
 
 def _summarise(exc: Exception) -> str:
@@ -989,12 +1186,25 @@ def _with_default_entry(ref: LineageRef, doc: FileHistory | None) -> LineageRef:
 
 
 def _resolve_failures(doc: FileHistory, success: HistoryEntry) -> list[HistoryEntry]:
-    """Mark earlier unresolved failures of the same step (and the replayed entry) as resolved."""
+    """Mark earlier unresolved failures of the same step (and the replayed entry) as resolved.
+
+    An abandoned entry (lease expired) becomes a failure with a ``LeaseExpired`` error on the way.
+    """
     resolved = []
     for entry in doc.entries:
         if not entry.unresolved_failure or entry.id == success.id:
             continue
         if entry.id == success.replay_of or (entry.step == success.step and entry.id < success.id):
+            if entry.status is StepStatus.RUNNING:
+                expired = entry.lease_expires_at or utc_now()
+                entry.status = StepStatus.FAILED
+                entry.error = ErrorInfo(
+                    name=_LEASE_EXPIRED,
+                    message=f"abandoned: the worker stopped renewing its lease, which expired at "
+                    f"{format_timestamp(expired)}",
+                )
+                entry.completed_at = expired
+                entry.duration_ms = _duration_ms(entry.started_at, expired)
             entry.resolved_by = success.id
             resolved.append(entry)
     return resolved

@@ -8,6 +8,7 @@ TYPE: repr>"``, so the step still runs and the history still says what it was.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from datetime import date, datetime, time
@@ -16,7 +17,7 @@ from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
-__all__ = ["UNSERIALISABLE_MARK", "to_jsonable"]
+__all__ = ["TRUNCATED_MARK", "UNSERIALISABLE_MARK", "limit_size", "limit_text", "to_jsonable"]
 
 log = logging.getLogger("lore")
 
@@ -86,3 +87,32 @@ def _convert(value: Any, depth: int, seen: set[int], marked: list[str]) -> Any:
             pass
     marked.append(type(value).__name__)
     return _mark(value)
+
+
+TRUNCATED_MARK = "loreTruncated"
+_PREVIEW_CHARS = 1024
+
+
+def limit_size(value: Any, max_bytes: int) -> Any:
+    """``value`` if its JSON is at most ``max_bytes``; else a marked stand-in with its size and a preview.
+
+    The stand-in is ``{"loreTruncated": true, "originalBytes": N, "preview": "<first 1 KiB of the JSON>"}``.
+    """
+    if value is None or max_bytes <= 0:
+        return value
+    encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    size = len(encoded.encode("utf-8"))
+    if size <= max_bytes:
+        return value
+    return {TRUNCATED_MARK: True, "originalBytes": size, "preview": encoded[: min(_PREVIEW_CHARS, max_bytes)]}
+
+
+def limit_text(text: str | None, max_bytes: int) -> str | None:
+    """``text`` cut to ``max_bytes`` (UTF-8) with a marker saying how long it was."""
+    if text is None or max_bytes <= 0:
+        return text
+    raw = text.encode("utf-8")
+    if len(raw) <= max_bytes:
+        return text
+    kept = raw[:max_bytes].decode("utf-8", errors="ignore")
+    return f"{kept}... [truncated by lore: {len(raw)} bytes originally]"
