@@ -1,12 +1,13 @@
-# Two entry points: `make demo` runs the example pipeline end to end on local
-# storage, `make test` runs ruff, mypy and the test suite. Each builds .venv
-# from nothing when it is missing or pyproject.toml changed.
+# Two entry points: `make demo` runs the example pipelines end to end on local
+# storage (the core pipeline, then the Dagster and Airflow projects against a local
+# S3 server), `make test` runs ruff, mypy and the whole test suite. Each builds
+# .venv from nothing when it is missing or pyproject.toml changed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev
+EXTRAS ?= dev,dagster,airflow
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: venv demo demo-core demo-dagster demo-airflow ui-dagster ui-airflow test lint typecheck pytest bench soak clean
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,24 @@ venv: $(VENV)/.installed-$(EXTRAS)
 
 demo: venv
 	$(PY) example_projects/core_pipeline/demo.py
+	$(PY) example_projects/dagster_pipeline/demo.py
+	$(PY) example_projects/airflow_dags/demo.py
+
+demo-core: venv
+	$(PY) example_projects/core_pipeline/demo.py
+
+demo-dagster: venv
+	$(PY) example_projects/dagster_pipeline/demo.py
+
+demo-airflow: venv
+	$(PY) example_projects/airflow_dags/demo.py
+
+# Open the UIs on the examples (local S3 server included); Ctrl-C stops everything.
+ui-dagster: venv
+	$(PY) example_projects/dagster_pipeline/ui.py
+
+ui-airflow: venv
+	$(PY) example_projects/airflow_dags/ui.py
 
 lint: venv
 	$(VENV)/bin/ruff check lore_core lore_dagster lore_airflow tests benchmarks example_projects
@@ -33,6 +52,10 @@ test: lint typecheck pytest
 
 bench: venv
 	$(PY) benchmarks/bench_requests.py
+	$(PY) benchmarks/bench_growth.py
+
+soak: venv
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

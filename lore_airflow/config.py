@@ -1,0 +1,90 @@
+"""Lore's settings inside Airflow: the ``[lore]`` section of Airflow's own config.
+
+Every option can also be given as an environment variable (``AIRFLOW__LORE__STORE``),
+and ``lore_callbacks(...)``, the sensor and the operator accept the same names as
+arguments, which win over the config.
+
+- ``store``: ``s3://bucket/prefix`` (or ``file:///dir``); the listener tracks
+  nothing while it is empty. Histories live in each file's own bucket.
+- ``aws_conn_id``: Airflow connection for S3 (``endpoint_url`` in its extra is
+  honoured); empty means boto3's credential chain.
+- ``endpoint_url`` / ``region``: for the boto3 chain (MinIO, a local S3 server).
+- ``raise_on_error``: ``True`` makes a tracking failure fail the task (default
+  ``False``: it is logged as a warning with the reason).
+- ``hook_lineage``: ``True`` (default): S3 reads/writes made through ``S3Hook``
+  count as inlets/outlets.
+- ``listener``: ``True`` (default): the plugin's listener tracks tasks with
+  ``s3://`` inlets/outlets.
+- ``ui_default_prefix``: prefix of the failed-entries list on the lineage page.
+
+Example::
+
+    from lore_airflow.config import LoreSettings
+
+    settings = LoreSettings.from_airflow(store="s3://my-bucket/.lore-s3")
+    assert settings.store == "s3://my-bucket/.lore-s3"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["LoreSettings"]
+
+_SECTION = "lore"
+
+
+def _conf_get(option: str) -> str | None:
+    try:
+        from airflow.configuration import conf
+    except ImportError:  # the task SDK alone, without airflow-core
+        from airflow.sdk.configuration import conf  # type: ignore[no-redef]
+    value = conf.get(_SECTION, option, fallback=None)
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def _as_bool(value: str | bool | None, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class LoreSettings:
+    """Where Lore writes and how it reacts to its own failures."""
+
+    store: str | None = None
+    aws_conn_id: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    raise_on_error: bool = False
+    hook_lineage: bool = True
+    listener: bool = True
+    ui_default_prefix: str | None = None
+
+    @classmethod
+    def from_airflow(cls, **overrides: Any) -> LoreSettings:
+        """Settings from ``[lore]`` in Airflow's config; keyword arguments that are not None win."""
+        values: dict[str, Any] = {
+            "store": _conf_get("store"),
+            "aws_conn_id": _conf_get("aws_conn_id"),
+            "endpoint_url": _conf_get("endpoint_url"),
+            "region": _conf_get("region"),
+            "raise_on_error": _as_bool(_conf_get("raise_on_error"), False),
+            "hook_lineage": _as_bool(_conf_get("hook_lineage"), True),
+            "listener": _as_bool(_conf_get("listener"), True),
+            "ui_default_prefix": _conf_get("ui_default_prefix"),
+        }
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise TypeError(f"unknown Lore setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

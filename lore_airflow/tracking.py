@@ -1,0 +1,532 @@
+"""The one place that turns a task instance's life into Lore entries.
+
+Callbacks and the listener both call :class:`TaskTracking`; it keeps, per task
+instance try, the entries it started, so whichever of them comes first records
+and the other finds the work done (no double entries when both are active).
+
+Example::
+
+    from lore_airflow.tracking import parse_s3_uri
+
+    assert parse_s3_uri("s3://my-bucket/raw/orders.csv") == ("my-bucket", "raw/orders.csv")
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, unquote, urlparse
+
+from lore_core import LoreTracker, OrchestratorInfo
+from lore_core.models import utc_now
+
+from .config import LoreSettings
+
+__all__ = [
+    "LoreTrackingError",
+    "S3Object",
+    "TaskTracking",
+    "parse_s3_uri",
+    "task_instance_url",
+    "tracker_for",
+]
+
+log = logging.getLogger("lore.airflow")
+
+XCOM_FILES_KEY = "lore_files"
+
+
+class LoreTrackingError(RuntimeError):
+    """Raised instead of a warning when ``raise_on_error`` is set."""
+
+
+@dataclass(frozen=True)
+class S3Object:
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str] | None:
+    """``(bucket, key)`` for ``s3://bucket/key``; None for anything else (other schemes, no key)."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        return None
+    parsed = urlparse(uri)
+    key = unquote(parsed.path.lstrip("/"))
+    if not parsed.netloc or not key:
+        return None
+    return parsed.netloc, key
+
+
+# ---------------------------------------------------------------------- trackers
+
+
+_trackers: dict[tuple[Any, ...], LoreTracker] = {}
+_trackers_lock = threading.Lock()
+
+
+def _s3_client(settings: LoreSettings) -> Any:
+    if settings.aws_conn_id:
+        try:
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        except ImportError:
+            log.warning("Lore: aws_conn_id=%r needs apache-airflow-providers-amazon; using boto3's chain")
+        else:
+            # The hook reads the connection (keys, role, endpoint_url in its extra) for us.
+            return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
+    from lore_core import make_s3_client
+
+    return make_s3_client(endpoint_url=settings.endpoint_url, region=settings.region)
+
+
+def store_bucket_and_prefix(store: str) -> tuple[str | None, str]:
+    """The default bucket and the history prefix of a store URL (bucket None for non-S3 stores)."""
+    parsed = urlparse(store)
+    if parsed.scheme == "s3":
+        return parsed.netloc, parsed.path.strip("/") or ".lore-s3"
+    return None, ""
+
+
+def tracker_for(settings: LoreSettings, bucket: str | None = None) -> LoreTracker:
+    """The tracker for files of ``bucket`` (histories live in each file's own bucket, same prefix).
+
+    ``file://`` and ``memory://`` stores hold every bucket's files in the one store.
+    """
+    if not settings.store:
+        raise LoreTrackingError("no Lore store configured: set [lore] store (AIRFLOW__LORE__STORE) or pass store=")
+    default_bucket, prefix = store_bucket_and_prefix(settings.store)
+    if default_bucket is None:
+        cache_key: tuple[Any, ...] = (settings.store,)
+    else:
+        bucket = bucket or default_bucket
+        cache_key = (bucket, prefix, settings.aws_conn_id, settings.endpoint_url, settings.region)
+    with _trackers_lock:
+        found = _trackers.get(cache_key)
+        if found is not None:
+            return found
+    if default_bucket is None:
+        tracker = LoreTracker.from_url(settings.store)
+    else:
+        tracker = LoreTracker(bucket=bucket, prefix=prefix, s3_client=_s3_client(settings))
+    with _trackers_lock:
+        return _trackers.setdefault(cache_key, tracker)
+
+
+def clear_tracker_cache() -> None:
+    """Forget cached trackers (tests, or after a connection changed)."""
+    with _trackers_lock:
+        _trackers.clear()
+
+
+# ---------------------------------------------------------------------- task instance facts
+
+
+def task_instance_url(dag_id: str, run_id: str, task_id: str, map_index: int | None, try_number: int | None) -> str:
+    """The task instance's page in the Airflow 3 UI (``[api] base_url``)."""
+    from airflow.configuration import conf
+
+    base = str(conf.get("api", "base_url", fallback="http://localhost:8080/") or "http://localhost:8080/")
+    url = f"{base.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id)}"
+    if map_index is not None and map_index >= 0:
+        url += f"/mapped/{map_index}"
+    if try_number:
+        url += f"?try_number={try_number}"
+    return url
+
+
+def _jsonable_only(value: Any) -> Any:
+    """``value`` when JSON can hold it; for a mapping, the JSON-able items only; else None."""
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            kept = _jsonable_only(v)
+            if kept is not None and isinstance(k, str):
+                out[k] = kept
+        return out or None
+    if isinstance(value, (list, tuple)):
+        items = [_jsonable_only(v) for v in value]
+        return items if all(i is not None or v is None for i, v in zip(items, value, strict=True)) else None
+    return None
+
+
+def task_arguments(task: Any) -> tuple[dict[str, Any], list[Any]]:
+    """The callable's arguments by name (positional ones bound to their names), and unbound leftovers."""
+    op_kwargs = dict(getattr(task, "op_kwargs", None) or {})
+    op_args = list(getattr(task, "op_args", None) or [])
+    fn = getattr(task, "python_callable", None)
+    if op_args and fn is not None:
+        try:
+            bound = inspect.signature(fn).bind_partial(*op_args, **op_kwargs)
+        except (TypeError, ValueError):
+            return op_kwargs, op_args
+        return dict(bound.arguments), []
+    return op_kwargs, op_args
+
+
+def task_input(task: Any, context: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The rendered ``params`` and the callable's arguments (``op_kwargs``, ``op_args``), where JSON-able."""
+    out: dict[str, Any] = {}
+    params = context.get("params") if context is not None else getattr(task, "params", None)
+    if params:
+        kept = _jsonable_only(dict(params))
+        if kept:
+            out["params"] = kept
+    op_kwargs, op_args = task_arguments(task)
+    for name, value in (("op_kwargs", op_kwargs), ("op_args", op_args)):
+        if value:
+            kept = _jsonable_only(value)
+            if kept:
+                out[name] = kept
+    return out or None
+
+
+def _render(value: str, task: Any, context: Mapping[str, Any] | None) -> str:
+    if "{{" not in value or context is None:
+        return value
+    # op_kwargs as a name of its own (positional arguments included): mapped tasks
+    # name their file with it, e.g. "s3://bucket/raw/{{ op_kwargs.name }}".
+    extra = {"op_kwargs": task_arguments(task)[0]}
+    rendered = task.render_template(value, {**dict(context), **extra})
+    return str(rendered)
+
+
+def resolve_s3_objects(items: Iterable[Any], task: Any, context: Mapping[str, Any] | None) -> list[S3Object]:
+    """``s3://`` objects among inlets/outlets: ``Asset``s, plain strings, templated strings."""
+    out: list[S3Object] = []
+    for item in items or ():
+        uri = item if isinstance(item, str) else getattr(item, "uri", None)
+        if not isinstance(uri, str):
+            continue
+        uri = _render(unquote(uri) if "%7B%7B" in uri else uri, task, context)
+        parsed = parse_s3_uri(uri)
+        if parsed is not None and S3Object(*parsed) not in out:
+            out.append(S3Object(*parsed))
+    return out
+
+
+# ---------------------------------------------------------------------- hook lineage snapshot
+
+
+def _collector() -> Any:
+    try:
+        from airflow.sdk.lineage import get_hook_lineage_collector
+    except ImportError:  # pragma: no cover - older Airflow
+        return None
+    return get_hook_lineage_collector()
+
+
+def hook_lineage_snapshot() -> dict[str, int]:
+    """Counts per collected S3 asset so far; the collector lives per process and is never reset."""
+    collector = _collector()
+    if collector is None or not getattr(collector, "has_collected", False):
+        return {}
+    snap: dict[str, int] = {}
+    lineage = collector.collected_assets
+    for kind, items in (("in", lineage.inputs), ("out", lineage.outputs)):
+        for info in items:
+            key = f"{kind} {info.asset.uri} {id(info.context)}"
+            snap[key] = snap.get(key, 0) + info.count
+    return snap
+
+
+def hook_lineage_since(before: Mapping[str, int]) -> tuple[list[S3Object], list[S3Object]]:
+    """S3 objects read and written through hooks since ``before`` was taken."""
+    after = hook_lineage_snapshot()
+    inputs: list[S3Object] = []
+    outputs: list[S3Object] = []
+    for key, count in after.items():
+        if count <= before.get(key, 0):
+            continue
+        kind, uri, _ = key.split(" ", 2)
+        parsed = parse_s3_uri(uri)
+        if parsed is None:
+            continue
+        target = inputs if kind == "in" else outputs
+        if S3Object(*parsed) not in target:
+            target.append(S3Object(*parsed))
+    return inputs, outputs
+
+
+# ---------------------------------------------------------------------- the recorder
+
+
+@dataclass
+class _Started:
+    settings: LoreSettings
+    step: str
+    input: Any
+    orchestrator: OrchestratorInfo
+    inlets: list[S3Object]
+    outlets: list[S3Object]
+    started_at: datetime
+    hook_before: dict[str, int]
+    owner: str
+    # (bucket, key) -> entry id of the running entry on that file
+    entries: dict[tuple[str, str], str] = field(default_factory=dict)
+    result: Any = None
+    has_result: bool = False
+
+
+TIKey = tuple[str, str, str, int, int]
+
+_active: dict[TIKey, _Started] = {}
+_done: set[TIKey] = set()
+_active_lock = threading.Lock()
+
+
+def ti_key(ti: Any) -> TIKey:
+    map_index = getattr(ti, "map_index", -1)
+    return (ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else int(map_index), int(ti.try_number or 1))
+
+
+@contextmanager
+def guarded(settings: LoreSettings, what: str) -> Iterator[None]:
+    """Log a tracking failure as a warning with its reason, or raise it with ``raise_on_error``."""
+    try:
+        yield
+    except LoreTrackingError:
+        raise
+    except Exception as exc:
+        if settings.raise_on_error:
+            raise LoreTrackingError(f"Lore could not {what}: {type(exc).__name__}: {exc}") from exc
+        log.warning("Lore could not %s (the task is not affected): %s: %s", what, type(exc).__name__, exc)
+
+
+class TaskTracking:
+    """Start and finish Lore entries for one task instance try.
+
+    ``owner`` names who started the tracking ("callbacks" or "listener"); the
+    other path sees it and stays out.
+    """
+
+    @staticmethod
+    def begin(
+        ti: Any,
+        task: Any,
+        context: Mapping[str, Any] | None,
+        settings: LoreSettings,
+        *,
+        owner: str,
+        extra_inlets: Iterable[Any] = (),
+        extra_outlets: Iterable[Any] = (),
+    ) -> bool:
+        """Record a running entry on each S3 inlet (or, with none, each outlet). False if nothing to track."""
+        key = ti_key(ti)
+        with _active_lock:
+            if key in _active or key in _done:
+                return False
+        inlets = resolve_s3_objects([*(getattr(task, "inlets", None) or []), *extra_inlets], task, context)
+        outlets = resolve_s3_objects([*(getattr(task, "outlets", None) or []), *extra_outlets], task, context)
+        if not inlets and not outlets and not settings.hook_lineage:
+            return False
+        map_index = key[3]
+        orchestrator = OrchestratorInfo(
+            system="airflow",
+            run_id=ti.run_id,
+            job=ti.dag_id,
+            task=ti.task_id,
+            try_number=key[4],
+            map_index=map_index if map_index >= 0 else None,
+            url=task_instance_url(ti.dag_id, ti.run_id, ti.task_id, map_index, key[4]),
+        )
+        started = _Started(
+            settings=settings,
+            step=f"{ti.dag_id}.{ti.task_id}",
+            input=task_input(task, context),
+            orchestrator=orchestrator,
+            inlets=inlets,
+            outlets=outlets,
+            started_at=utc_now(),
+            hook_before=hook_lineage_snapshot() if settings.hook_lineage else {},
+            owner=owner,
+        )
+        with _active_lock:
+            if key in _active or key in _done:
+                return False
+            _active[key] = started
+        # Files the entries go on: the inlets, or the outlets of a task that reads nothing.
+        for obj in inlets or outlets:
+            with guarded(settings, f"start step {started.step} on {obj.uri}"):
+                tracker = tracker_for(settings, obj.bucket)
+                started.entries[(obj.bucket, obj.key)] = tracker.start(
+                    obj.key,
+                    started.step,
+                    started.input,
+                    orchestrator=orchestrator,
+                    attempt=key[4],
+                    description=f"Airflow task {ti.task_id} of DAG {ti.dag_id}",
+                )
+        return True
+
+    @staticmethod
+    def remember_result(ti: Any, result: Any) -> None:
+        with _active_lock:
+            started = _active.get(ti_key(ti))
+        if started is not None:
+            started.result, started.has_result = result, True
+
+    @staticmethod
+    def owner(ti: Any) -> str | None:
+        with _active_lock:
+            started = _active.get(ti_key(ti))
+        return started.owner if started is not None else None
+
+    @staticmethod
+    def has_work(ti: Any) -> bool:
+        """True when finishing will write something: entries were started, or hooks touched S3 since."""
+        with _active_lock:
+            started = _active.get(ti_key(ti))
+        if started is None:
+            return False
+        if started.entries or started.inlets or started.outlets:
+            return True
+        if not started.settings.hook_lineage:
+            return False
+        hook_in, hook_out = hook_lineage_since(started.hook_before)
+        return bool(hook_in or hook_out)
+
+    @staticmethod
+    def _pop(ti: Any) -> _Started | None:
+        key = ti_key(ti)
+        with _active_lock:
+            started = _active.pop(key, None)
+            if started is not None:
+                _done.add(key)
+            return started
+
+    @staticmethod
+    def succeed(ti: Any, output: Any = None, *, has_output: bool = False) -> list[str]:
+        """Finish the entries as successful and link each S3 outlet to the inlets. Returns the touched URIs."""
+        started = TaskTracking._pop(ti)
+        if started is None:
+            return []
+        if started.has_result:
+            output, has_output = started.result, True
+        settings = started.settings
+        hook_in: list[S3Object] = []
+        hook_out: list[S3Object] = []
+        if settings.hook_lineage:
+            hook_in, hook_out = hook_lineage_since(started.hook_before)
+        outlets = list(started.outlets)
+        for obj in hook_out:
+            if obj not in outlets and obj not in started.inlets:
+                outlets.append(obj)
+        output_value = _jsonable_only(output) if has_output else None
+        sources: list[tuple[S3Object, str]] = []
+
+        if started.inlets:
+            for obj in started.inlets:
+                entry_id = started.entries.get((obj.bucket, obj.key))
+                if entry_id is None:
+                    continue
+                with guarded(settings, f"record success of {started.step} on {obj.uri}"):
+                    tracker = tracker_for(settings, obj.bucket)
+                    same_bucket = [o.key for o in outlets if o.bucket == obj.bucket and o != obj]
+                    tracker.succeed(obj.key, entry_id, output_value, produces=same_bucket)
+                    sources.append((obj, entry_id))
+        else:
+            # No declared inlets: hook reads become the inlets, recorded as finished entries.
+            for obj in hook_in:
+                if obj in outlets:
+                    continue
+                with guarded(settings, f"record {started.step} on {obj.uri}"):
+                    tracker = tracker_for(settings, obj.bucket)
+                    same_bucket = [o.key for o in outlets if o.bucket == obj.bucket]
+                    entry = tracker.record(
+                        obj.key,
+                        started.step,
+                        "success",
+                        input=started.input,
+                        output=output_value,
+                        started_at=started.started_at,
+                        orchestrator=started.orchestrator,
+                        attempt=started.orchestrator.try_number,
+                        produces=same_bucket,
+                    )
+                    sources.append((obj, entry.id))
+            # Outlets of a task that read nothing carry the entry themselves.
+            for obj in outlets:
+                entry_id = started.entries.get((obj.bucket, obj.key))
+                with guarded(settings, f"record success of {started.step} on {obj.uri}"):
+                    tracker = tracker_for(settings, obj.bucket)
+                    if entry_id is not None:
+                        tracker.succeed(obj.key, entry_id, output_value)
+                    elif not sources:
+                        tracker.record(
+                            obj.key,
+                            started.step,
+                            "success",
+                            input=started.input,
+                            output=output_value,
+                            started_at=started.started_at,
+                            orchestrator=started.orchestrator,
+                            attempt=started.orchestrator.try_number,
+                        )
+        # Cross-bucket outlets: the derived file's own tracker points back at the source bucket.
+        for source, entry_id in sources:
+            for obj in outlets:
+                if obj.bucket == source.bucket or obj == source:
+                    continue
+                with guarded(settings, f"link {obj.uri} to {source.uri}"):
+                    tracker_for(settings, obj.bucket).register_derived_file(
+                        obj.key, source.key, entry_id, source_bucket=source.bucket
+                    )
+        touched = [o.uri for o in [*started.inlets, *(s for s, _ in sources), *outlets]]
+        return list(dict.fromkeys(touched))
+
+    @staticmethod
+    def fail(ti: Any, error: BaseException | str | None) -> list[str]:
+        """Finish the entries as failed with the error's type and message."""
+        started = TaskTracking._pop(ti)
+        if started is None:
+            return []
+        if error is None:
+            error = "task failed (Airflow passed no error)"
+        settings = started.settings
+        touched = []
+        for (bucket, key), entry_id in started.entries.items():
+            with guarded(settings, f"record failure of {started.step} on s3://{bucket}/{key}"):
+                tracker_for(settings, bucket).fail(key, entry_id, error)
+                touched.append(f"s3://{bucket}/{key}")
+        if not started.entries and settings.hook_lineage:
+            # Nothing declared: the files the task read through hooks before failing carry the failure.
+            hook_in, hook_out = hook_lineage_since(started.hook_before)
+            for obj in hook_in or hook_out:
+                with guarded(settings, f"record failure of {started.step} on {obj.uri}"):
+                    tracker_for(settings, obj.bucket).record(
+                        obj.key,
+                        started.step,
+                        "failed",
+                        input=started.input,
+                        error=error,
+                        started_at=started.started_at,
+                        orchestrator=started.orchestrator,
+                        attempt=started.orchestrator.try_number,
+                    )
+                    touched.append(obj.uri)
+        return touched
+
+
+def push_touched_files(ti: Any, uris: list[str]) -> None:
+    """Leave the touched files in XCom so the task instance's Lore link can find them."""
+    if not uris:
+        return
+    try:
+        ti.xcom_push(key=XCOM_FILES_KEY, value=uris)
+    except Exception as exc:  # a link is a convenience; never fail the task for it
+        log.debug("Lore: could not push %s to XCom: %s", XCOM_FILES_KEY, exc)

@@ -1,0 +1,353 @@
+"""``LoreS3IOManager``: stores asset outputs in S3 and records each one's history and lineage.
+
+One S3 object per asset and partition, at ``<prefix>/<asset/key/path>[/<partition>]``.
+Each stored output gets a history entry (step = the asset key, with the Dagster run,
+partition, code version and a link to the run) derived from the exact upstream
+objects the step loaded, and the materialization carries ``lore/*`` metadata so the
+asset page shows the entry, its sources and its ancestors. When a step fails, the
+output it would have written gets a failed entry with the error, which the replay
+sensor picks up.
+
+Serializer rules (the object's ``lore-format`` S3 metadata says which was used):
+
+* ``bytes``/``bytearray`` are stored as they are (``bytes``); ``str`` as UTF-8 (``text``);
+* values ``json.dumps`` accepts (dict, list, str, numbers, bool, None) as JSON (``json``);
+  tuples come back as lists;
+* anything else is refused with an error naming the asset, unless ``allow_pickle=True``,
+  which stores it with pickle (``pickle``). Loading unpickles only objects whose metadata
+  says Lore pickled them and only when ``allow_pickle=True``; an object Lore did not
+  write is returned as raw ``bytes``.
+
+Example::
+
+    import dagster as dg
+    from lore_dagster import LoreResource, LoreS3IOManager
+
+    lore = LoreResource(store="s3://my-bucket/.lore-s3")
+    defs = dg.Definitions(
+        assets=[...],
+        resources={"lore": lore, "io_manager": LoreS3IOManager(bucket="my-bucket", lore=lore)},
+    )
+"""
+
+import json
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from lore_core import ErrorInfo, LineageRef, LoreTracker, StepStatus
+from lore_core.models import utc_now
+
+from .metadata import materialization_metadata
+from .resources import (
+    META_READS,
+    PARTITION_TAG,
+    REGISTRY,
+    LoreResource,
+    as_key_list,
+    asset_step_name,
+    build_orchestrator_info,
+    error_info_from_dagster,
+    record_declared_writes,
+    replay_target,
+    report_tracking_error,
+    run_orchestrator,
+    this_process,
+)
+
+__all__ = ["LoreS3IOManager", "deserialize", "serialize"]
+
+FORMAT_META = "lore-format"
+WRITER_META = "lore-writer"
+WRITER = "lore-dagster"
+
+_CONTENT_TYPES = {
+    "bytes": "application/octet-stream",
+    "text": "text/plain; charset=utf-8",
+    "json": "application/json",
+    "pickle": "application/python-pickle",
+}
+
+
+def serialize(obj: Any, allow_pickle: bool = False, what: str = "value") -> tuple[bytes, str]:
+    """``(body, format)`` for an output value, following the module's serializer rules."""
+    if isinstance(obj, bytes | bytearray):
+        return bytes(obj), "bytes"
+    if isinstance(obj, str):
+        return obj.encode("utf-8"), "text"
+    try:
+        return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode("utf-8"), "json"
+    except (TypeError, ValueError) as exc:
+        if not allow_pickle:
+            raise TypeError(
+                f"{what}: LoreS3IOManager stores bytes, str and JSON-serialisable values; got "
+                f"{type(obj).__name__} ({exc}). Return one of those, or set allow_pickle=True."
+            ) from exc
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), "pickle"
+
+
+def deserialize(body: bytes, fmt: str | None, writer: str | None, allow_pickle: bool, what: str = "object") -> Any:
+    """The value stored by :func:`serialize`; raw bytes for objects Lore did not write."""
+    if writer != WRITER or fmt is None:
+        return body
+    if fmt == "text":
+        return body.decode("utf-8")
+    if fmt == "json":
+        return json.loads(body)
+    if fmt == "pickle":
+        if not allow_pickle:
+            raise ValueError(f"{what} was pickled by Lore; set allow_pickle=True on LoreS3IOManager to load it")
+        return pickle.loads(body)
+    return body
+
+
+class LoreS3IOManager(dg.ConfigurableIOManager):
+    """Stores each asset output in S3 and records its history and lineage with Lore.
+
+    Example::
+
+        import dagster as dg
+        from lore_dagster import LoreResource, LoreS3IOManager
+
+        @dg.asset
+        def numbers() -> list[int]:
+            return [1, 2, 3]
+
+        @dg.asset
+        def total(numbers: list[int]) -> int:
+            return sum(numbers)  # recorded as derived from assets/numbers
+
+        lore = LoreResource(store="s3://my-bucket/.lore-s3")
+        defs = dg.Definitions(
+            assets=[numbers, total],
+            resources={"io_manager": LoreS3IOManager(bucket="my-bucket", prefix="assets", lore=lore)},
+        )
+    """
+
+    bucket: str = Field(description="Bucket the asset outputs are written to (normally the store's bucket).")
+    prefix: str = Field(
+        default="assets",
+        description="Key prefix for outputs: '<prefix>/<asset/key/path>[/<partition>]'. Empty for the bucket root.",
+    )
+    lore: LoreResource = Field(description="The LoreResource that records histories (and provides the S3 client).")
+    allow_pickle: bool = Field(
+        default=False,
+        description=(
+            "Store values that are not bytes, str or JSON with pickle, and load them back. Only objects "
+            "Lore itself pickled are ever unpickled."
+        ),
+    )
+    file_partitions: bool = Field(
+        default=True,
+        description=(
+            "For an asset that loads no upstream asset and whose partition key names an object in the "
+            "bucket (per-file partitions), record the output as derived from that object."
+        ),
+    )
+    record_failures: bool = Field(
+        default=True,
+        description="When a step fails, record a failed entry on each output it would have written.",
+    )
+
+    # -- keys -----------------------------------------------------------------
+
+    def object_key(self, asset_key: dg.AssetKey, partition: str | None = None) -> str:
+        """Where an asset's output (for one partition) is stored."""
+        parts = [p for p in self.prefix.strip("/").split("/") if p] + list(asset_key.path)
+        if partition is not None:
+            parts.append(partition.strip("/"))
+        key = "/".join(parts)
+        for segment in key.split("/"):
+            if segment in ("", ".", ".."):
+                raise ValueError(
+                    f"asset {asset_key.to_user_string()!r} partition {partition!r} gives bad S3 key {key!r}"
+                )
+        return key
+
+    def _tracker(self) -> LoreTracker:
+        return self.lore.get_tracker()
+
+    def _ref_for(self, tracker: LoreTracker, key: str) -> LineageRef:
+        """A link to the latest successful entry of ``key`` (or to the file itself if untracked)."""
+        history = tracker.get_history(key)
+        entry = history.latest(status=StepStatus.SUCCESS) if history is not None else None
+        bucket = self.bucket if self.bucket != tracker.bucket else None
+        return LineageRef(file_key=key, entry_id=entry.id if entry is not None else None, bucket=bucket)
+
+    # -- output ---------------------------------------------------------------
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if not context.has_asset_key:
+            raise ValueError(f"LoreS3IOManager stores asset outputs only; {context.step_key} is an op output")
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        key = self.object_key(context.asset_key, partition)
+        step = asset_step_name(context.asset_key)
+        body, fmt = serialize(obj, self.allow_pickle, what=f"asset {step}")
+        self.lore.get_s3_client().put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType=_CONTENT_TYPES[fmt],
+            Metadata={FORMAT_META: fmt, WRITER_META: WRITER},
+        )
+        context.log.debug(f"Lore: stored {step} at s3://{self.bucket}/{key} ({len(body)} bytes, {fmt})")
+        try:
+            self._record_output(context, key, step, partition, len(body), fmt)
+        except Exception as exc:  # a tracking failure must not lose the asset by default
+            report_tracking_error(context.log, self.lore.raise_on_error, f"the history of {key}", exc)
+
+    def _record_output(
+        self, context: dg.OutputContext, key: str, step: str, partition: str | None, size: int, fmt: str
+    ) -> None:
+        tracker = self._tracker()
+        inputs = REGISTRY.inputs(context.run_id, context.step_key)
+        refs = list(inputs.refs)
+        # Sources the asset named itself (Output/add_output_metadata 'lore/reads').
+        for extra in as_key_list(context.output_metadata.get(META_READS)):
+            if all(r.file_key != extra for r in refs):
+                refs.append(self._ref_for(tracker, extra))
+        if not refs and partition is not None and self.file_partitions:
+            refs.extend(self._partition_source(tracker, partition))
+        tags = context.step_context.dagster_run.tags
+        entry = tracker.record(
+            key,
+            step=step,
+            status="success",
+            input=[r.file_key for r in refs] or None,
+            output={"uri": f"s3://{self.bucket}/{key}", "bytes": size, "format": fmt},
+            started_at=inputs.started_at,
+            completed_at=utc_now(),
+            metadata={"dagster/step_key": context.step_key},
+            orchestrator=build_orchestrator_info(context, context.asset_key, self.lore.dagster_ui_url, partition),
+            replay_of=replay_target(tags, key, step),
+            derived_from=refs,
+        )
+        context.add_output_metadata(materialization_metadata(tracker, key, entry, refs))
+
+    def _partition_source(self, tracker: LoreTracker, partition: str) -> list[LineageRef]:
+        """The partition key as a source file, when it names an object (per-file partitions)."""
+        if tracker.get_history(partition) is not None:
+            return [self._ref_for(tracker, partition)]
+        client = self.lore.get_s3_client()
+        try:
+            client.head_object(Bucket=self.bucket, Key=partition)
+        except client.exceptions.ClientError:
+            return []
+        return [LineageRef(file_key=partition, bucket=self.bucket if self.bucket != tracker.bucket else None)]
+
+    # -- input ----------------------------------------------------------------
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        if not context.has_asset_key:
+            raise ValueError("LoreS3IOManager loads asset inputs only")
+        partitions: Sequence[str | None] = (
+            list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        )
+        client = self.lore.get_s3_client()
+        values: dict[str | None, Any] = {}
+        keys: list[str] = []
+        for partition in partitions:
+            key = self.object_key(context.asset_key, partition)
+            keys.append(key)
+            response = client.get_object(Bucket=self.bucket, Key=key)
+            meta = response.get("Metadata", {})
+            values[partition] = deserialize(
+                response["Body"].read(),
+                meta.get(FORMAT_META),
+                meta.get(WRITER_META),
+                self.allow_pickle,
+                f"s3://{self.bucket}/{key}",
+            )
+        try:
+            tracker = self._tracker()
+            REGISTRY.add_input(
+                context.step_context.run_id,
+                context.step_context.step.key,
+                [self._ref_for(tracker, k) for k in keys],
+                utc_now(),
+            )
+        except Exception as exc:
+            report_tracking_error(context.log, self.lore.raise_on_error, f"the lineage of inputs {keys}", exc)
+        if partitions == [None]:
+            return values[None]
+        # Several upstream partitions (e.g. an unpartitioned summary): a dict keyed by partition.
+        if len(partitions) == 1 and context.has_partition_key:
+            return values[partitions[0]]
+        return dict(values)
+
+    # -- after the step(s) ------------------------------------------------------
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        try:
+            if self.record_failures:
+                record_run_failures(self, context)
+            record_declared_writes(self.lore, context)
+        except Exception as exc:
+            report_tracking_error(context.log, self.lore.raise_on_error, "failed steps of this run", exc)
+        finally:
+            if context.run is not None:
+                REGISTRY.forget_run(context.run.run_id)
+
+
+def record_run_failures(io_manager: LoreS3IOManager, context: dg.InitResourceContext) -> None:
+    """A failed entry on each output of each step that failed in this process."""
+    run, instance = context.run, context.instance
+    if run is None or instance is None:
+        return
+    failures = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    failures = [r for r in failures if this_process(r) and REGISTRY.claim_event(run.run_id, r.storage_id)]
+    if not failures:
+        return
+    plan = (
+        instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id) if run.execution_plan_snapshot_id else None
+    )
+    if plan is None:
+        return
+    steps = {s.key: s for s in plan.steps}
+    tracker = io_manager._tracker()
+    partition = run.tags.get(PARTITION_TAG)
+    for record in failures:
+        entry = record.event_log_entry
+        step_snap = steps.get(entry.step_key or "")
+        failure = entry.dagster_event.step_failure_data if entry.dagster_event else None
+        if step_snap is None:
+            continue
+        error = (
+            error_info_from_dagster(failure.error)
+            if failure is not None and failure.error
+            else ErrorInfo(message="step failed")
+        )
+        inputs = REGISTRY.inputs(run.run_id, step_snap.key)
+        for output in step_snap.outputs:
+            props = output.properties
+            # Outputs typed Nothing (MaterializeResult, -> None) never reach the IO manager.
+            if props is None or props.asset_key is None or output.dagster_type_key == "Nothing":
+                continue
+            part = partition if props.is_asset_partitioned else None
+            key = io_manager.object_key(props.asset_key, part)
+            step = asset_step_name(props.asset_key)
+            sources = [r.file_key for r in inputs.refs]
+            if not sources and part is not None and io_manager.file_partitions:
+                sources = [part]  # a per-file partition: the file it was processing
+            try:
+                tracker.record(
+                    key,
+                    step=step,
+                    status="failed",
+                    input=sources or None,
+                    error=error,
+                    started_at=inputs.started_at,
+                    completed_at=utc_now(),
+                    metadata={"dagster/step_key": step_snap.key},
+                    orchestrator=run_orchestrator(run, step, part, io_manager.lore.dagster_ui_url),
+                    replay_of=replay_target(run.tags, key, step),
+                )
+                if context.log is not None:
+                    context.log.info(f"Lore: recorded failure of {step} on {key}: {error.message}")
+            except Exception as exc:
+                report_tracking_error(
+                    context.log, io_manager.lore.raise_on_error, f"the failure of {step} on {key}", exc
+                )

@@ -1,0 +1,145 @@
+"""What Lore attaches to a materialization, so the asset page shows history and lineage.
+
+Every key starts with ``lore/``:
+
+=====================  =====================================================
+``lore/entry_id``      the history entry recorded for this materialization
+``lore/status``        its status (``success`` or ``failed``)
+``lore/file``          the S3 object the entry belongs to (``s3://bucket/key``)
+``lore/history``       where its history document lives
+``lore/derived_from``  the objects (and entries) it was derived from
+``lore/lineage``       a Markdown tree of all known ancestors
+``lore/successes``     how many successful entries that file has had
+``lore/failures``      how many failed entries that file has had
+=====================  =====================================================
+
+``lore_lineage_metadata`` builds the ``lore/reads``/``lore/writes`` metadata an asset
+returns in a ``MaterializeResult`` when it writes its own S3 objects.
+
+Example::
+
+    import dagster as dg
+    from lore_dagster import lore_lineage_metadata
+
+    @dg.asset
+    def copy_report() -> dg.MaterializeResult:
+        ...  # copy reports/in.csv to reports/out.csv yourself
+        return dg.MaterializeResult(
+            metadata=lore_lineage_metadata(reads=["reports/in.csv"], writes=["reports/out.csv"])
+        )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+from lore_core import FileHistory, HistoryEntry, LineageNode, LineageRef, LoreTracker
+
+__all__ = ["lineage_markdown", "lore_lineage_metadata", "materialization_metadata"]
+
+# Bounds keep the metadata small on wide or deep lineages; the full tree is one CLI call away.
+_MAX_TREE_NODES = 40
+_MAX_TREE_DEPTH = 8
+
+
+def lore_lineage_metadata(reads: Sequence[str] = (), writes: Sequence[str] = ()) -> dict[str, Any]:
+    """``MaterializeResult`` metadata naming the S3 keys an asset read and wrote.
+
+    Lore records one success entry on each written key, derived from every read key
+    (their latest successful entries), exactly as ``LoreResource.track`` would.
+
+    Example::
+
+        >>> lore_lineage_metadata(reads=["raw/a.csv"], writes=["out/a.json"])["lore/writes"].value
+        ['out/a.json']
+    """
+    return {
+        "lore/reads": dg.MetadataValue.json(list(reads)),
+        "lore/writes": dg.MetadataValue.json(list(writes)),
+    }
+
+
+def _label(bucket: str, key: str, home_bucket: str) -> str:
+    return key if bucket == home_bucket else f"s3://{bucket}/{key}"
+
+
+def _status_of(history: FileHistory | None, entry_id: str | None) -> str:
+    if history is None:
+        return "untracked"
+    if not history.entries:
+        return "source"  # known only as something files were derived from
+    entry = history.entry(entry_id) if entry_id else history.latest()
+    return entry.status.value if entry is not None else "no entry"
+
+
+def lineage_markdown(node: LineageNode, home_bucket: str | None = None) -> str:
+    """A compact Markdown tree of ``node`` and its ancestors (bounded in size).
+
+    Example::
+
+        >>> from lore_core import LineageNode
+        >>> print(lineage_markdown(LineageNode(file_key="a.json", bucket="b")))
+        - **a.json** (untracked)
+    """
+    home = home_bucket or node.bucket
+    lines: list[str] = []
+    seen: set[tuple[str, str]] = set()
+
+    def visit(item: LineageNode, depth: int) -> None:
+        if len(lines) >= _MAX_TREE_NODES:
+            return
+        indent = "  " * depth
+        label = _label(item.bucket, item.file_key, home)
+        via = item.via.entry_id if item.via is not None else None
+        status = _status_of(item.history, via)
+        text = f"**{label}**" if depth == 0 else f"`{label}`"
+        suffix = f" ({status}" + (f", entry `{via}`" if via else "") + ")"
+        ident = (item.bucket, item.file_key)
+        if ident in seen:
+            lines.append(f"{indent}- {text}{suffix} (see above)")
+            return
+        seen.add(ident)
+        lines.append(f"{indent}- {text}{suffix}")
+        if depth >= _MAX_TREE_DEPTH and item.parents:
+            lines.append(f"{indent}  - … {len(item.parents)} more")
+            return
+        for parent in item.parents:
+            visit(parent, depth + 1)
+
+    visit(node, 0)
+    if len(lines) >= _MAX_TREE_NODES:
+        lines.append("- … (tree truncated)")
+    return "\n".join(lines)
+
+
+def _derived_from_markdown(refs: Sequence[LineageRef], home_bucket: str) -> str:
+    if not refs:
+        return "_no recorded sources_"
+    return "\n".join(
+        f"- `{_label(r.bucket or home_bucket, r.file_key, home_bucket)}`"
+        + (f" (entry `{r.entry_id}`)" if r.entry_id else "")
+        for r in refs
+    )
+
+
+def materialization_metadata(
+    tracker: LoreTracker, file_key: str, entry: HistoryEntry, derived_from: Sequence[LineageRef]
+) -> dict[str, Any]:
+    """The ``lore/*`` metadata for one recorded entry (one history read, one lineage read)."""
+    history = tracker.get_history(file_key)
+    counts = history.counts() if history is not None else {}
+    lineage = tracker.get_lineage(file_key)
+    tree = lineage_markdown(lineage, tracker.bucket) if lineage is not None else "_no lineage recorded_"
+    return {
+        "lore/entry_id": dg.MetadataValue.text(entry.id),
+        "lore/status": dg.MetadataValue.text(entry.status.value),
+        "lore/file": dg.MetadataValue.text(f"s3://{tracker.bucket}/{file_key}"),
+        "lore/history": dg.MetadataValue.text(tracker.history_location(file_key)),
+        "lore/derived_from": dg.MetadataValue.md(_derived_from_markdown(derived_from, tracker.bucket)),
+        "lore/lineage": dg.MetadataValue.md(tree),
+        "lore/successes": dg.MetadataValue.int(counts.get("success", 0)),
+        "lore/failures": dg.MetadataValue.int(counts.get("failed", 0)),
+    }

@@ -1,0 +1,489 @@
+"""``LoreResource``: the Lore tracker as a Dagster resource, plus what every role shares.
+
+The resource builds one :class:`lore_core.LoreTracker` per process from its config
+(store URL, S3 endpoint, region, credentials or an existing ``dagster_aws``
+``S3Resource``) and offers :meth:`LoreResource.track`, a context manager that records
+a running entry, then success or failure, for assets that write their own S3 objects.
+
+Example::
+
+    import dagster as dg
+    from lore_dagster import LoreResource
+
+    @dg.asset
+    def report(lore: LoreResource) -> None:
+        with lore.track("reports/2026-11.csv", produces=["reports/2026-11.pdf"]):
+            ...  # read the CSV, write the PDF
+
+    defs = dg.Definitions(
+        assets=[report],
+        resources={"lore": LoreResource(store=dg.EnvVar("LORE_STORE"))},
+    )
+"""
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from lore_core import ErrorInfo, LineageRef, LoreTracker, OrchestratorInfo, StepStatus
+from lore_core.models import utc_now
+
+__all__ = [
+    "TAG_ENTRY_ID",
+    "TAG_FILE_KEY",
+    "TAG_STEP",
+    "LoreResource",
+    "TrackedStep",
+]
+
+log = logging.getLogger("lore_dagster")
+
+# Run tags the replay sensor sets, read back by the IO manager and the resource.
+TAG_FILE_KEY = "lore/file_key"
+TAG_ENTRY_ID = "lore/entry_id"
+TAG_STEP = "lore/step"
+# Output / MaterializeResult metadata keys naming the S3 objects an asset read and wrote.
+META_READS = "lore/reads"
+META_WRITES = "lore/writes"
+
+PARTITION_TAG = "dagster/partition"  # set by Dagster on single-partition runs
+
+
+def asset_step_name(asset_key: dg.AssetKey) -> str:
+    """The Lore step name for an asset: its key as Dagster prints it (``a/b``)."""
+    return asset_key.to_user_string()
+
+
+def run_url(base_url: str | None, run_id: str) -> str | None:
+    if not base_url:
+        return None
+    return f"{base_url.rstrip('/')}/runs/{run_id}"
+
+
+def replay_target(tags: Mapping[str, str], file_key: str, step: str) -> str | None:
+    """The failed entry this run replays for ``file_key``/``step``, from the run tags."""
+    if tags.get(TAG_FILE_KEY) != file_key:
+        return None
+    tagged_step = tags.get(TAG_STEP)
+    # An untagged step means the sensor did not know it; the file key match is enough.
+    if tagged_step is not None and tagged_step != step:
+        return None
+    return tags.get(TAG_ENTRY_ID)
+
+
+def as_key_list(value: Any) -> list[str]:
+    """Metadata that names S3 objects, as a list of keys (str, list, or a JSON/Text value)."""
+    if isinstance(value, dg.MetadataValue):
+        value = value.value
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence):
+        return [str(v) for v in value]
+    raise TypeError(f"expected an S3 key or a list of keys, got {type(value).__name__}")
+
+
+def report_tracking_error(logger: Any, raise_on_error: bool, what: str, exc: BaseException) -> None:
+    """Log a tracking failure loudly; raise only when the user asked for it."""
+    message = f"Lore could not record {what}: {type(exc).__name__}: {exc}"
+    if logger is not None:
+        logger.error(message)
+    log.error(message, exc_info=exc)
+    if raise_on_error:
+        raise exc
+
+
+@dataclass
+class TrackedStep:
+    """The step :meth:`LoreResource.track` is recording; set ``output`` or call ``produce``."""
+
+    file_key: str
+    step: str
+    entry_id: str | None = None
+    output: Any = None
+    produces: list[str] = field(default_factory=list)
+
+    def produce(self, file_key: str) -> None:
+        """Declare another file this step wrote (recorded as derived from this entry)."""
+        if file_key not in self.produces:
+            self.produces.append(file_key)
+
+
+class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Where Lore keeps histories, and how to reach it.
+
+    Credentials come from the standard boto3 chain unless set here or supplied by
+    an ``S3Resource`` from ``dagster_aws`` (``s3=S3Resource(...)``).
+
+    Example::
+
+        import dagster as dg
+        from lore_dagster import LoreResource
+
+        lore = LoreResource(
+            store="s3://my-bucket/.lore-s3",
+            endpoint_url=dg.EnvVar("LORE_S3_ENDPOINT"),
+        )
+        history = lore.get_tracker().get_history("raw/a.csv")
+    """
+
+    store: str = Field(
+        description=(
+            "Where histories live: 's3://bucket/prefix' (prefix defaults to '.lore-s3'), "
+            "'file:///path' or 'memory://name'."
+        )
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint for MinIO, R2 or a local S3 server; None for AWS.",
+    )
+    region: str | None = Field(default=None, description="AWS region of the bucket; None uses the boto3 default.")
+    aws_access_key_id: str | None = Field(
+        default=None, description="Access key id; None uses the boto3 credential chain. Use dg.EnvVar."
+    )
+    aws_secret_access_key: str | None = Field(
+        default=None, description="Secret access key; None uses the boto3 credential chain. Use dg.EnvVar."
+    )
+    aws_session_token: str | None = Field(default=None, description="Session token for temporary credentials.")
+    s3: dg.ResourceDependency[Any] = Field(  # optional: None means the boto3 chain
+        default=None,  # type: ignore[arg-type]
+        description=(
+            "Optional dagster_aws S3Resource (anything with get_client()); when set, its client "
+            "is used and the endpoint/region/credential options above are ignored."
+        ),
+    )
+    dagster_ui_url: str | None = Field(
+        default="http://localhost:3000",
+        description="Base URL of the Dagster UI, used to link each history entry to its run. None for no link.",
+    )
+    raise_on_error: bool = Field(
+        default=False,
+        description=(
+            "If True, a failure to record history fails the asset. By default it is logged as an "
+            "error and the asset's own result stands."
+        ),
+    )
+
+    _tracker: LoreTracker | None = PrivateAttr(default=None)
+    _client: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def get_s3_client(self) -> Any:
+        """The boto3 S3 client Lore uses (one per process, shared with the IO manager)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._build_client()
+            return self._client
+
+    def _build_client(self) -> Any:
+        if self.s3 is not None:
+            return self.s3.get_client()
+        import boto3
+        from botocore.config import Config
+
+        kwargs: dict[str, Any] = {}
+        if self.aws_access_key_id:
+            kwargs["aws_access_key_id"] = self.aws_access_key_id
+            kwargs["aws_secret_access_key"] = self.aws_secret_access_key
+            kwargs["aws_session_token"] = self.aws_session_token
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            # Standard mode retries throttling and 5xx with backoff; Lore handles 409/412 itself.
+            config=Config(retries={"mode": "standard"}),
+            **kwargs,
+        )
+
+    def get_tracker(self) -> LoreTracker:
+        """The :class:`lore_core.LoreTracker` for ``store`` (built once per process)."""
+        if self._tracker is None:
+            client = self.get_s3_client() if self.store.startswith("s3://") else None
+            tracker = LoreTracker.from_url(
+                self.store, s3_client=client, endpoint_url=self.endpoint_url, region=self.region
+            )
+            with self._lock:
+                if self._tracker is None:
+                    self._tracker = tracker
+        assert self._tracker is not None
+        return self._tracker
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        # Assets that wrote their own objects and said so in MaterializeResult metadata.
+        try:
+            record_declared_writes(self, context)
+        except Exception as exc:
+            report_tracking_error(context.log, self.raise_on_error, "objects named in lore/writes", exc)
+
+    def orchestrator_info(self, context: Any, asset_key: dg.AssetKey | None = None) -> OrchestratorInfo:
+        """Run id, job, asset, partition, code version and UI link for the current step."""
+        return build_orchestrator_info(context, asset_key, self.dagster_ui_url)
+
+    @contextmanager
+    def track(
+        self,
+        file_key: str,
+        step: str | None = None,
+        produces: str | Sequence[str] | None = None,
+        input: Any = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None,
+    ) -> Iterator[TrackedStep]:
+        """Record one step on ``file_key``: a running entry now, success or failure at exit.
+
+        ``step`` defaults to the current asset's key. Files named in ``produces`` (or added
+        with ``tracked.produce(key)``) are recorded as derived from this entry. If the run
+        was started by the replay sensor for this file, the entry is marked as its replay.
+        The body's exception is recorded and re-raised unchanged.
+
+        Example::
+
+            @dg.asset(partitions_def=files)
+            def thumbnail(context: dg.AssetExecutionContext, lore: LoreResource) -> None:
+                src = context.partition_key
+                with lore.track(src, produces=[f"thumbs/{src}.png"]) as tracked:
+                    tracked.output = {"width": 128}
+        """
+        ctx = context if context is not None else _current_context()
+        asset_key = _context_asset_key(ctx)
+        step_name = step or (asset_step_name(asset_key) if asset_key is not None else None)
+        if step_name is None:
+            raise ValueError(f"lore.track({file_key!r}): pass step=..., no asset is executing")
+        tracked = TrackedStep(file_key=file_key, step=step_name, produces=as_key_list(produces))
+        tracker = self.get_tracker()
+        tags = _context_tags(ctx)
+        logger = ctx.log if ctx is not None else None
+        try:
+            tracked.entry_id = tracker.start(
+                file_key,
+                step=step_name,
+                input=input,
+                description=description,
+                metadata=dict(metadata) if metadata else None,
+                orchestrator=build_orchestrator_info(ctx, asset_key, self.dagster_ui_url),
+                replay_of=replay_target(tags, file_key, step_name),
+            )
+        except Exception as exc:  # tracking must not break the asset by default
+            report_tracking_error(logger, self.raise_on_error, f"the start of {step_name} on {file_key}", exc)
+        try:
+            yield tracked
+        except BaseException as exc:
+            if tracked.entry_id is not None:
+                try:
+                    tracker.fail(file_key, tracked.entry_id, error=exc)
+                except Exception as track_exc:
+                    report_tracking_error(logger, False, f"the failure of {step_name} on {file_key}", track_exc)
+            raise
+        if tracked.entry_id is not None:
+            try:
+                tracker.succeed(file_key, tracked.entry_id, output=tracked.output, produces=tracked.produces or None)
+            except Exception as exc:
+                report_tracking_error(logger, self.raise_on_error, f"the success of {step_name} on {file_key}", exc)
+
+
+def _current_context() -> Any:
+    try:
+        return dg.OpExecutionContext.get()
+    except Exception:  # outside a step there simply is no context
+        return None
+
+
+def _context_asset_key(context: Any) -> dg.AssetKey | None:
+    if context is None:
+        return None
+    try:
+        if isinstance(context, dg.AssetExecutionContext | dg.OpExecutionContext) and context.has_assets_def:
+            keys = list(context.assets_def.keys)
+            return keys[0] if len(keys) == 1 else None
+    except Exception:
+        return None
+    return None
+
+
+def _context_tags(context: Any) -> Mapping[str, str]:
+    if context is None:
+        return {}
+    try:
+        if isinstance(context, dg.OutputContext | dg.InputContext):
+            return context.step_context.dagster_run.tags
+        return context.run.tags  # type: ignore[no-any-return]
+    except Exception:
+        return {}
+
+
+def build_orchestrator_info(
+    context: Any, asset_key: dg.AssetKey | None, ui_url: str | None, partition: str | None = None
+) -> OrchestratorInfo:
+    """An ``OrchestratorInfo`` for any Dagster context (op, asset, output), or just the process."""
+    run_id: str | None = None
+    job: str | None = None
+    code_version: str | None = None
+    if context is not None:
+        try:
+            run_id = context.run_id
+            job = context.job_name
+        except Exception:
+            pass
+        if partition is None:
+            partition = _context_partition(context)
+        code_version = _code_version(context, asset_key)
+    extra: dict[str, Any] = {}
+    if code_version:
+        extra["code_version"] = code_version
+    return OrchestratorInfo(
+        system="dagster",
+        run_id=run_id,
+        job=job,
+        task=asset_step_name(asset_key) if asset_key is not None else None,
+        partition=partition,
+        url=run_url(ui_url, run_id) if run_id else None,
+        **extra,
+    )
+
+
+def _context_partition(context: Any) -> str | None:
+    try:
+        if isinstance(context, dg.OutputContext | dg.InputContext):
+            return context.asset_partition_key if context.has_asset_partitions else None
+        if context.has_partition_key:
+            return str(context.partition_key)
+    except Exception:  # ranges and unpartitioned runs have no single key
+        return None
+    return None
+
+
+def _code_version(context: Any, asset_key: dg.AssetKey | None) -> str | None:
+    try:
+        if isinstance(context, dg.OutputContext):
+            return context.asset_spec.code_version
+        if asset_key is not None and context.has_assets_def:
+            return context.assets_def.code_versions_by_key.get(asset_key)  # type: ignore[no-any-return]
+    except Exception:
+        return None
+    return None
+
+
+def error_info_from_dagster(error: Any) -> ErrorInfo:
+    """The user's own exception from Dagster's wrapped error info (innermost cause)."""
+    inner = error
+    # Dagster wraps user code errors in DagsterExecutionStepExecutionError; the cause is the real one.
+    while getattr(inner, "cause", None) is not None:
+        inner = inner.cause
+    message = (inner.message or "").strip()
+    # Dagster formats the message as "ValueError: text"; the name is kept separately.
+    if inner.cls_name and message.startswith(f"{inner.cls_name}: "):
+        message = message[len(inner.cls_name) + 2 :]
+    return ErrorInfo(
+        message=message or inner.cls_name or "error",
+        name=inner.cls_name,
+        stack="".join(inner.stack or []) or None,
+    )
+
+
+@dataclass
+class _StepInputs:
+    refs: list[LineageRef] = field(default_factory=list)
+    started_at: Any = None
+
+
+class StepRegistry:
+    """What each step loaded in this process, so outputs and failures can name their sources."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inputs: dict[tuple[str, str], _StepInputs] = {}
+        self._handled_events: set[tuple[str, int]] = set()
+
+    def add_input(self, run_id: str, step_key: str, refs: Sequence[LineageRef], started_at: Any) -> None:
+        with self._lock:
+            item = self._inputs.setdefault((run_id, step_key), _StepInputs(started_at=started_at))
+            for ref in refs:
+                if all(not ref.same_file(r) for r in item.refs):
+                    item.refs.append(ref)
+
+    def inputs(self, run_id: str, step_key: str) -> _StepInputs:
+        with self._lock:
+            return self._inputs.get((run_id, step_key), _StepInputs())
+
+    def claim_event(self, run_id: str, storage_id: int) -> bool:
+        """True the first time an event is seen in this process (resources may tear down twice)."""
+        # Storage ids are per run on sqlite instances, so the run id is part of the identity.
+        with self._lock:
+            if (run_id, storage_id) in self._handled_events:
+                return False
+            self._handled_events.add((run_id, storage_id))
+            return True
+
+    def forget_run(self, run_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._inputs if k[0] == run_id]:
+                del self._inputs[key]
+
+
+REGISTRY = StepRegistry()
+
+
+def this_process(record: Any) -> bool:
+    event = record.event_log_entry.dagster_event
+    # In a multiprocess run each step process records only its own steps' events.
+    return event is not None and event.pid == os.getpid()
+
+
+def run_orchestrator(run: Any, step: str, partition: str | None, ui_url: str | None) -> Any:
+    return OrchestratorInfo(
+        system="dagster",
+        run_id=run.run_id,
+        job=run.job_name,
+        task=step,
+        partition=partition,
+        url=run_url(ui_url, run.run_id),
+    )
+
+
+def record_declared_writes(lore: LoreResource, context: dg.InitResourceContext) -> None:
+    """Entries for objects assets wrote themselves and named in ``lore/writes`` metadata."""
+    run, instance = context.run, context.instance
+    if run is None or instance is None:
+        return
+    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    tracker = lore.get_tracker()
+    for record in records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization is None or META_WRITES not in materialization.metadata:
+            continue
+        if not this_process(record) or not REGISTRY.claim_event(run.run_id, record.storage_id):
+            continue
+        metadata: Mapping[str, Any] = materialization.metadata
+        writes = as_key_list(metadata.get(META_WRITES))
+        reads = as_key_list(metadata.get(META_READS))
+        step = asset_step_name(materialization.asset_key)
+        refs = [_latest_ref(tracker, k) for k in reads]
+        for key in writes:
+            try:
+                tracker.record(
+                    key,
+                    step=step,
+                    status="success",
+                    input=reads or None,
+                    completed_at=utc_now(),
+                    orchestrator=run_orchestrator(run, step, materialization.partition, lore.dagster_ui_url),
+                    replay_of=replay_target(run.tags, key, step),
+                    derived_from=refs,
+                )
+            except Exception as exc:
+                report_tracking_error(context.log, lore.raise_on_error, f"the history of {key}", exc)
+
+
+def _latest_ref(tracker: LoreTracker, key: str) -> LineageRef:
+    history = tracker.get_history(key)
+    entry = history.latest(status=StepStatus.SUCCESS) if history is not None else None
+    return LineageRef(file_key=key, entry_id=entry.id if entry is not None else None)
