@@ -17,14 +17,14 @@ import inspect
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
-from lore_core import LoreTracker, OrchestratorInfo
+from lore_core import HistoryEntry, LoreTracker, OrchestratorInfo
 from lore_core.models import utc_now
 
 from .config import LoreSettings
@@ -427,6 +427,21 @@ class TaskTracking:
             if obj not in outlets and obj not in started.inlets:
                 outlets.append(obj)
         output_value = _jsonable_only(output) if has_output else None
+
+        def record_success(tracker: LoreTracker, key: str, produces: Sequence[str] = ()) -> HistoryEntry:
+            # One finished entry for a file the task touched without a running entry of its own.
+            return tracker.record(
+                key,
+                started.step,
+                "success",
+                input=started.input,
+                output=output_value,
+                started_at=started.started_at,
+                orchestrator=started.orchestrator,
+                attempt=started.orchestrator.try_number,
+                produces=produces,
+            )
+
         sources: list[tuple[S3Object, str]] = []
 
         if started.inlets:
@@ -447,17 +462,7 @@ class TaskTracking:
                 with guarded(settings, f"record {started.step} on {obj.uri}"):
                     tracker = tracker_for(settings, obj.bucket)
                     same_bucket = [o.key for o in outlets if o.bucket == obj.bucket]
-                    entry = tracker.record(
-                        obj.key,
-                        started.step,
-                        "success",
-                        input=started.input,
-                        output=output_value,
-                        started_at=started.started_at,
-                        orchestrator=started.orchestrator,
-                        attempt=started.orchestrator.try_number,
-                        produces=same_bucket,
-                    )
+                    entry = record_success(tracker, obj.key, produces=same_bucket)
                     sources.append((obj, entry.id))
             # Outlets of a task that read nothing carry the entry themselves.
             for obj in outlets:
@@ -467,16 +472,7 @@ class TaskTracking:
                     if entry_id is not None:
                         tracker.succeed(obj.key, entry_id, output_value)
                     elif not sources:
-                        tracker.record(
-                            obj.key,
-                            started.step,
-                            "success",
-                            input=started.input,
-                            output=output_value,
-                            started_at=started.started_at,
-                            orchestrator=started.orchestrator,
-                            attempt=started.orchestrator.try_number,
-                        )
+                        record_success(tracker, obj.key)
         # Cross-bucket outlets: the derived file's own tracker points back at the source bucket.
         for source, entry_id in sources:
             for obj in outlets:

@@ -16,6 +16,7 @@ HTML_KEY = "odd/<img src=x onerror=alert(1)>.csv"
 DAGS = [
     "cb_basic",
     "cb_fail",
+    "cb_secrets",
     "listener_basic",
     "both_active",
     "retry_dag",
@@ -91,6 +92,21 @@ def test_callbacks_record_failure_type_and_message(world: dict[str, Any]) -> Non
     assert ("raw/broken.csv", entry.id) in {(f.file_key, f.entry_id) for f in t1.list_failed()}
     # A failed task derived nothing.
     assert t1.get_history("clean/broken.parquet") is None
+
+
+def test_secrets_never_reach_the_bucket_through_callbacks_or_listener(world: dict[str, Any]) -> None:
+    t1 = world["t1"]
+    raw = b"".join(
+        t1.store.get(f".lore-s3/{key}.json").data for key in ("secret/in.csv", "secret/listened.csv")
+    ).decode()
+    for secret in ("k-LEAK-1", "pw-LEAK-2", "tok-LEAK-3", "pw-LEAK-4"):
+        assert secret not in raw, secret
+    failed = _only(t1, "secret/in.csv")
+    assert failed.input == {"op_kwargs": {"api_key": "***", "rows": 3}}
+    assert "password=***" in failed.error.message
+    listened = _only(t1, "secret/listened.csv")
+    assert listened.input == {"op_kwargs": {"db_password": "***"}}
+    assert listened.output == {"session_token": "***", "ok": "yes"}
 
 
 def test_listener_tracks_tasks_with_no_callbacks_through_the_connection(world: dict[str, Any]) -> None:

@@ -84,6 +84,7 @@ def ui(
     runs = run_dags(["lore_orders"], dags_folder=EXAMPLE_DAGS, **lore_env)
     tracker = LoreTracker(bucket=bucket, s3_client=client)
     tracker.record(HOSTILE_KEY, "hostile.step", "failed", error=RuntimeError(HOSTILE_ERROR))
+    client.put_object(Bucket=bucket, Key=".lore-s3/corrupt/doc.csv.json", Body=b'{"fileKey": "corrupt/doc.csv", ')
 
     import socket
 
@@ -144,6 +145,12 @@ def test_every_value_is_html_escaped(ui: dict[str, Any], token: str) -> None:
     assert HOSTILE_KEY not in body and "<img src=x" not in body and "<script>alert" not in body
     assert "odd/&lt;script&gt;alert(&#34;key&#34;)&lt;/script&gt;.csv" in body
     assert "&lt;img src=x onerror=alert(&#39;err&#39;)&gt; &amp; &lt;/td&gt;&lt;/tr&gt;" in body
+
+
+def test_a_corrupt_history_shows_its_error_instead_of_breaking_the_page(ui: dict[str, Any], token: str) -> None:
+    status, body, _ = _get(f"{ui['base']}/lore/?file=corrupt/doc.csv", token=token)
+    assert status == 200
+    assert "CorruptHistoryError" in body and ".lore-s3/corrupt/doc.csv.json" in body
 
 
 def test_task_instance_link_leads_to_its_files(ui: dict[str, Any], token: str) -> None:

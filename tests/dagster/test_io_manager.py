@@ -333,3 +333,36 @@ def test_track_marks_a_replay_from_the_run_tags_and_resolves_the_failure(
     assert failed.resolved_by == replayed.id
     assert list(tracker.list_failed()) == []
     assert tracker.get_descendants("img/cat.png") == ["thumbs/cat.png"]
+
+
+def test_secrets_never_reach_the_bucket_through_the_io_manager_or_track(
+    resources: dict[str, Any], lore: LoreResource, instance: dg.DagsterInstance, s3_client: Any, bucket: str
+) -> None:
+    @dg.asset(partitions_def=files)
+    def connects(context: dg.AssetExecutionContext) -> list[str]:
+        raise ConnectionError("login to warehouse failed: password=pw-LEAK-5")
+
+    @dg.asset
+    def exports(context: dg.AssetExecutionContext, lore: LoreResource) -> None:
+        with lore.track("exports/out.csv", input={"api_key": "k-LEAK-6", "rows": 2}) as tracked:
+            tracked.output = {"Authorization": "Bearer abcdefgh-LEAK-7"}
+
+    instance.add_dynamic_partitions("files", ["raw/secret.csv"])
+    failed = dg.materialize(
+        [connects], partition_key="raw/secret.csv", resources=resources, instance=instance, raise_on_error=False
+    )
+    assert not failed.success
+    assert dg.materialize([exports], resources=resources, instance=instance).success
+
+    raw = b"".join(
+        s3_client.get_object(Bucket=bucket, Key=f".lore-s3/{key}.json")["Body"].read()
+        for key in ("assets/connects/raw/secret.csv", "exports/out.csv")
+    ).decode()
+    for secret in ("pw-LEAK-5", "k-LEAK-6", "abcdefgh-LEAK-7"):
+        assert secret not in raw, secret
+    tracker = _tracker(lore)
+    error_entry = tracker.get_history("assets/connects/raw/secret.csv").entries[-1]  # type: ignore[union-attr]
+    assert error_entry.error is not None and error_entry.error.message.endswith("password=***")
+    tracked_entry = tracker.get_history("exports/out.csv").entries[-1]  # type: ignore[union-attr]
+    assert tracked_entry.input == {"api_key": "***", "rows": 2}
+    assert tracked_entry.output == {"Authorization": "***"}

@@ -49,6 +49,20 @@ with DAG("cb_fail", schedule=None):
     clean_broken()
 
 
+with DAG("cb_secrets", schedule=None):
+
+    @task(inlets=[Asset(f"s3://{BUCKET}/secret/in.csv")], **CB)
+    def leaky(api_key: str, rows: int) -> None:
+        raise ValueError(f"could not log in with password=pw-LEAK-2 (rows={rows}, key={api_key[:2]})")
+
+    @task(inlets=[f"s3://{BUCKET}/secret/listened.csv"])
+    def leaky_listened(db_password: str) -> dict[str, str]:
+        return {"session_token": "tok-LEAK-3", "ok": "yes"}
+
+    leaky(api_key="k-LEAK-1", rows=3)
+    leaky_listened(db_password="pw-LEAK-4")
+
+
 with DAG("listener_basic", schedule=None):
 
     @task(inlets=[f"s3://{BUCKET}/raw/listened.csv"], outlets=[Asset(f"s3://{BUCKET}/clean/listened.parquet")])
