@@ -179,7 +179,10 @@ class LoreTracker:
         self.cas_max_attempts = max(1, cas_max_attempts)
         self.max_ancestry = max_ancestry
         self._cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str], tuple[FileHistory, str]] = OrderedDict()
+        # The cache holds documents as stored (JSON dicts): validating one into a fresh
+        # FileHistory is several times cheaper than deep-copying a model, and every
+        # mutation attempt needs its own copy.
+        self._cache: OrderedDict[tuple[str, str], tuple[dict[str, Any], str]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._handlers: dict[str, Handler] = {}
         self.max_value_bytes = max_value_bytes
@@ -227,18 +230,18 @@ class LoreTracker:
     def _store_for(self, bucket: str | None) -> Store:
         return self.store if bucket is None or bucket == self.bucket else self.store.for_bucket(bucket)
 
-    def _cache_get(self, store: Store, hkey: str) -> tuple[FileHistory, str] | None:
+    def _cache_get(self, store: Store, hkey: str) -> tuple[dict[str, Any], str] | None:
         with self._cache_lock:
             found = self._cache.get((store.bucket, hkey))
             if found is not None:
                 self._cache.move_to_end((store.bucket, hkey))
             return found
 
-    def _cache_put(self, store: Store, hkey: str, doc: FileHistory, etag: str) -> None:
+    def _cache_put(self, store: Store, hkey: str, raw: dict[str, Any], etag: str) -> None:
         if self._cache_size <= 0:
             return
         with self._cache_lock:
-            self._cache[(store.bucket, hkey)] = (doc, etag)
+            self._cache[(store.bucket, hkey)] = (raw, etag)
             self._cache.move_to_end((store.bucket, hkey))
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -247,7 +250,8 @@ class LoreTracker:
         with self._cache_lock:
             self._cache.pop((store.bucket, hkey), None)
 
-    def _read(self, store: Store, hkey: str) -> tuple[FileHistory | None, str | None]:
+    def _read(self, store: Store, hkey: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The stored document (validated) as a JSON dict, and its ETag."""
         found = store.get(hkey)
         if found is None:
             self._cache_drop(store, hkey)
@@ -259,23 +263,27 @@ class LoreTracker:
                 "(max_document_bytes)",
             )
         try:
-            doc = FileHistory.model_validate(json.loads(found.data))
+            raw = json.loads(found.data)
+            FileHistory.model_validate(raw)
         except RecursionError:
             raise CorruptHistoryError(store.location(hkey), "document is nested too deeply to parse") from None
         except (ValueError, ValidationError) as exc:
             reason = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else _summarise(exc)
             raise CorruptHistoryError(store.location(hkey), reason) from None
-        self._cache_put(store, hkey, doc, found.etag)
-        return doc, found.etag
+        self._cache_put(store, hkey, raw, found.etag)
+        return raw, found.etag
 
     def _load(self, file_key: str, bucket: str | None = None, *, fresh: bool = False) -> FileHistory | None:
         store = self._store_for(bucket)
         hkey = keys.history_key(self.prefix, file_key)
+        raw: dict[str, Any] | None = None
         if not fresh:
             cached = self._cache_get(store, hkey)
             if cached is not None:
-                return cached[0]
-        return self._read(store, hkey)[0]
+                raw = cached[0]
+        if raw is None:
+            raw = self._read(store, hkey)[0]
+        return FileHistory.model_validate(raw) if raw is not None else None
 
     def _update(
         self,
@@ -296,37 +304,37 @@ class LoreTracker:
         store = self._store_for(bucket)
         hkey = keys.history_key(self.prefix, file_key)
         cached = self._cache_get(store, hkey)
-        doc: FileHistory | None
+        raw: dict[str, Any] | None
         etag: str | None
         if cached is not None:
-            doc, etag = cached
+            raw, etag = cached
         elif assume_new:
-            doc, etag = None, None
+            raw, etag = None, None
         else:
-            doc, etag = self._read(store, hkey)
+            raw, etag = self._read(store, hkey)
         speculative = cached is not None or assume_new
         attempt = 0
         while True:
             try:
-                new = mutate(doc.model_copy(deep=True) if doc is not None else None)
+                new = mutate(FileHistory.model_validate(raw) if raw is not None else None)
             except EntryNotFoundError:
                 if not speculative:
                     raise
-                new = None  # the cached copy may be stale; decide on a fresh read
-                speculative = False
-                doc, etag = self._read(store, hkey)
+                speculative = False  # the cached copy may be stale; decide on a fresh read
+                raw, etag = self._read(store, hkey)
                 continue
             if new is None:
-                if doc is None and speculative:
+                if raw is None and speculative:
                     speculative = False
-                    doc, etag = self._read(store, hkey)
+                    raw, etag = self._read(store, hkey)
                     continue
-                return doc
+                return FileHistory.model_validate(raw) if raw is not None else None
             now = utc_now()
             new.updated_at = now
             new.schema_version = SCHEMA_VERSION
             self._archive_overflow(store, file_key, new)
-            data = json.dumps(new.to_json_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            payload = new.to_json_dict()
+            data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             try:
                 new_etag = store.put(hkey, data, if_match=etag, if_none_match=etag is None)
             except ConditionFailed as conflict:
@@ -341,9 +349,9 @@ class LoreTracker:
                     # Full jitter: spreads competing writers out instead of letting them collide again.
                     time.sleep(random.uniform(0, min(0.5, 0.01 * (2**attempt))))
                 speculative = False
-                doc, etag = self._read(store, hkey)
+                raw, etag = self._read(store, hkey)
                 continue
-            self._cache_put(store, hkey, new, new_etag)
+            self._cache_put(store, hkey, payload, new_etag)
             return new
 
     def _new_history(self, file_key: str, bucket: str | None = None) -> FileHistory:
