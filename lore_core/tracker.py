@@ -154,6 +154,7 @@ class LoreTracker:
         extra_secret_keys: Iterable[str] = (),
         max_entries: int = 500,
         lease_seconds: float = 600.0,
+        first_heartbeat_seconds: float = 5.0,
         mark_running: bool = False,
         outage_timeout: float = 60.0,
         max_document_bytes: int = 256 * 1024 * 1024,
@@ -189,6 +190,7 @@ class LoreTracker:
         self.max_entries = max(10, max_entries)
         self.max_document_bytes = max_document_bytes
         self.lease_seconds = lease_seconds
+        self.first_heartbeat_seconds = first_heartbeat_seconds
         self.mark_running = mark_running
         self._markers: dict[tuple[str, str], str] = {}
         self._markers_lock = threading.Lock()
@@ -764,8 +766,14 @@ class LoreTracker:
         return StepResult(StepStatus.SUCCESS, entry_id, file_key, step, output=recorded.output, replay_of=replay_of)
 
     def _heartbeat_loop(self, file_key: str, entry_id: str, stop: threading.Event) -> None:
-        # Renew at a third of the lease so that two missed beats still leave the lease valid.
-        while not stop.wait(self.lease_seconds / 3):
+        # The first beat comes early (it writes the marker that lets list_failed find the
+        # step should the worker die), later ones at a third of the lease, so that two
+        # missed beats still leave the lease valid. Steps shorter than the first wait cost
+        # nothing extra.
+        interval = self.lease_seconds / 3
+        wait = min(interval, self.first_heartbeat_seconds)
+        while not stop.wait(wait):
+            wait = interval
             try:
                 self.heartbeat(file_key, entry_id)
             except LoreError as exc:
