@@ -17,6 +17,7 @@ import pytest
 
 from lore_core import LoreTracker
 
+from ..browser import headless_chromium
 from .conftest import EXAMPLE_DAGS, RunDags, airflow_env
 
 
@@ -35,15 +36,6 @@ example_setup = _load_example_setup()
 
 HOSTILE_KEY = 'odd/<script>alert("key")</script>.csv'
 HOSTILE_ERROR = "<img src=x onerror=alert('err')> & </td></tr>"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, str, dict[str, str]]:
@@ -175,61 +167,55 @@ def test_task_instance_link_leads_to_its_files(ui: dict[str, Any], token: str) -
 
 
 def test_lineage_page_in_chromium(ui: dict[str, Any], tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     dialogs: list[str] = []
     requests: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.on("request", lambda r: requests.append(r.url))
-            # Airflow's own login form.
-            page.goto(f"{ui['base']}/auth/login/", wait_until="networkidle")
-            page.fill("input[name=username]", "admin")
-            page.fill("input[name=password]", ui["password"])
-            page.click("button[type=submit]")
-            page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("request", lambda r: requests.append(r.url))
+        # Airflow's own login form.
+        page.goto(f"{ui['base']}/auth/login/", wait_until="networkidle")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", ui["password"])
+        page.click("button[type=submit]")
+        page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
 
-            requests.clear()  # from here on, only the Lore page's own requests
-            page.goto(f"{ui['base']}/lore/", wait_until="load")
-            page.fill("#lore-file", "summary/daily.json")
-            page.click(".lore-search button[type=submit]")
-            page.wait_for_selector("#lore-graph")
-            assert page.inner_text("#lore-file-key") == "summary/daily.json"
-            files = set(page.eval_on_selector_all("#lore-graph .lore-node", "els => els.map(e => e.dataset.file)"))
-            assert {
-                "summary/daily.json",
-                "converted/orders-001.csv.jsonl",
-                "validated/orders-001.csv",
-                "raw/orders-001.csv",
-                "raw/orders-002.csv",
-            } <= files
-            assert page.locator("#lore-graph line.lore-edge").count() >= 6
-            rows = page.locator("#lore-entries tbody tr")
-            assert rows.count() >= 1 and "lore_orders.summarize" in rows.first.inner_text()
-            # The failed upload is listed, and its row links to its history.
-            assert "raw/orders-003.csv" in page.inner_text("#lore-failed")
-            page.screenshot(path=str(tmp_path / "lore-lineage.png"), full_page=True)
+        requests.clear()  # from here on, only the Lore page's own requests
+        page.goto(f"{ui['base']}/lore/", wait_until="load")
+        page.fill("#lore-file", "summary/daily.json")
+        page.click(".lore-search button[type=submit]")
+        page.wait_for_selector("#lore-graph")
+        assert page.inner_text("#lore-file-key") == "summary/daily.json"
+        files = set(page.eval_on_selector_all("#lore-graph .lore-node", "els => els.map(e => e.dataset.file)"))
+        assert {
+            "summary/daily.json",
+            "converted/orders-001.csv.jsonl",
+            "validated/orders-001.csv",
+            "raw/orders-001.csv",
+            "raw/orders-002.csv",
+        } <= files
+        assert page.locator("#lore-graph line.lore-edge").count() >= 6
+        rows = page.locator("#lore-entries tbody tr")
+        assert rows.count() >= 1 and "lore_orders.summarize" in rows.first.inner_text()
+        # The failed upload is listed, and its row links to its history.
+        assert "raw/orders-003.csv" in page.inner_text("#lore-failed")
+        page.screenshot(path=str(tmp_path / "lore-lineage.png"), full_page=True)
 
-            # From a raw upload the graph shows its descendants, down to the summary.
-            page.click('#lore-graph a[data-file="raw/orders-001.csv"]')
-            page.wait_for_function("document.querySelector('#lore-file-key').textContent === 'raw/orders-001.csv'")
-            files = set(page.eval_on_selector_all("#lore-graph .lore-node", "els => els.map(e => e.dataset.file)"))
-            assert {"validated/orders-001.csv", "converted/orders-001.csv.jsonl", "summary/daily.json"} <= files
-            assert page.locator(".lore-node-descendant").count() >= 3
+        # From a raw upload the graph shows its descendants, down to the summary.
+        page.click('#lore-graph a[data-file="raw/orders-001.csv"]')
+        page.wait_for_function("document.querySelector('#lore-file-key').textContent === 'raw/orders-001.csv'")
+        files = set(page.eval_on_selector_all("#lore-graph .lore-node", "els => els.map(e => e.dataset.file)"))
+        assert {"validated/orders-001.csv", "converted/orders-001.csv.jsonl", "summary/daily.json"} <= files
+        assert page.locator(".lore-node-descendant").count() >= 3
 
-            # Failed entries under a prefix only.
-            page.goto(f"{ui['base']}/lore/?prefix=raw/", wait_until="load")
-            failed_text = page.inner_text("#lore-failed")
-            assert "raw/orders-003.csv" in failed_text and "odd/" not in failed_text
+        # Failed entries under a prefix only.
+        page.goto(f"{ui['base']}/lore/?prefix=raw/", wait_until="load")
+        failed_text = page.inner_text("#lore-failed")
+        assert "raw/orders-003.csv" in failed_text and "odd/" not in failed_text
 
-            page.goto(f"{ui['base']}/lore/?{urllib.parse.urlencode({'file': HOSTILE_KEY})}", wait_until="load")
-            assert page.inner_text("#lore-file-key") == HOSTILE_KEY
-            assert HOSTILE_ERROR.strip() in page.inner_text("#lore-entries")
-        finally:
-            browser.close()
+        page.goto(f"{ui['base']}/lore/?{urllib.parse.urlencode({'file': HOSTILE_KEY})}", wait_until="load")
+        assert page.inner_text("#lore-file-key") == HOSTILE_KEY
+        assert HOSTILE_ERROR.strip() in page.inner_text("#lore-entries")
     assert dialogs == []
     # Offline: every request the Lore page made went to the Airflow server itself (no CDN).
     assert requests and all(url.startswith(ui["base"]) for url in requests), requests

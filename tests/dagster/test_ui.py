@@ -18,16 +18,9 @@ import pytest
 
 from lore_dagster import LoreResource
 
+from ..browser import headless_chromium
+
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 QUERY = """
 query ($path: [String!]!) {
@@ -120,7 +113,7 @@ def ui_env(
 def test_asset_page_shows_lore_lineage(
     ui_env: tuple[dict[str, str], dg.DagsterInstance], lore: LoreResource, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from .pipelines import daily_mean, readings, ui_definitions
 
@@ -167,18 +160,14 @@ def test_asset_page_shows_lore_lineage(
             assert "assets/readings" in entries["lore/derived_from"]["mdStr"]
             assert entries["lore/successes"]["intValue"] == 1
 
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-                try:
-                    page = browser.new_page(viewport={"width": 1400, "height": 1800})
-                    page.goto(f"{base}/assets/daily_mean", wait_until="domcontentloaded")
-                    # The Markdown lineage renders as text on the asset page once its data arrives.
-                    expect(page.get_by_text("lore/lineage").first).to_be_visible(timeout=60_000)
-                    expect(page.get_by_text("assets/readings").first).to_be_visible(timeout=30_000)
-                    expect(page.get_by_text(entry.entries[0].id).first).to_be_visible(timeout=30_000)
-                    page.screenshot(path=str(tmp_path / "asset_page.png"), full_page=True)
-                finally:
-                    browser.close()
+            with headless_chromium() as browser:
+                page = browser.new_page(viewport={"width": 1400, "height": 1800})
+                page.goto(f"{base}/assets/daily_mean", wait_until="domcontentloaded")
+                # The Markdown lineage renders as text on the asset page once its data arrives.
+                expect(page.get_by_text("lore/lineage").first).to_be_visible(timeout=60_000)
+                expect(page.get_by_text("assets/readings").first).to_be_visible(timeout=30_000)
+                expect(page.get_by_text(entry.entries[0].id).first).to_be_visible(timeout=30_000)
+                page.screenshot(path=str(tmp_path / "asset_page.png"), full_page=True)
             assert (tmp_path / "asset_page.png").stat().st_size > 10_000
 
             # A run launched from the UI (its run worker is another process) records its failure too.
