@@ -38,7 +38,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from lore_core import ErrorInfo, LineageRef, LoreTracker, StepStatus
+from lore_core import ErrorInfo, InvalidKeyError, LineageRef, LoreTracker, StepStatus
+from lore_core.keys import validate_file_key
 from lore_core.models import utc_now
 
 from .metadata import materialization_metadata
@@ -143,8 +144,10 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
     file_partitions: bool = Field(
         default=True,
         description=(
-            "For an asset that loads no upstream asset and whose partition key names an object in the "
-            "bucket (per-file partitions), record the output as derived from that object."
+            "Per-file partitions: when a partition key names an object in the bucket, every step of a "
+            "partitioned asset is recorded on that object's history too (its successes, and its failures, "
+            "which therefore land on the file being processed), and an asset that loads no upstream asset "
+            "is recorded as derived from it."
         ),
     )
     record_failures: bool = Field(
@@ -209,34 +212,72 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
         for extra in as_key_list(context.output_metadata.get(META_READS)):
             if all(r.file_key != extra for r in refs):
                 refs.append(self._ref_for(tracker, extra))
-        if not refs and partition is not None and self.file_partitions:
-            refs.extend(self._partition_source(tracker, partition))
         tags = context.step_context.dagster_run.tags
+        orchestrator = build_orchestrator_info(context, context.asset_key, self.lore.dagster_ui_url, partition)
+        output = {"uri": f"s3://{self.bucket}/{key}", "bytes": size, "format": fmt}
+        part_file = self.partition_file(tracker, partition)
+        if part_file is not None:
+            # The step ran against this file: its history says so, and the success resolves an
+            # earlier failure of the same step on it (the replay sensor's work). Recorded first,
+            # so that a root asset's output is derived from this very entry.
+            file_entry = tracker.record(
+                part_file,
+                step=step,
+                status="success",
+                input=[r.file_key for r in refs] or None,
+                output=output,
+                started_at=inputs.started_at,
+                completed_at=utc_now(),
+                metadata={"dagster/step_key": context.step_key},
+                orchestrator=orchestrator,
+                replay_of=replay_target(tags, part_file, step),
+            )
+            if not refs:
+                refs = [LineageRef(file_key=part_file, entry_id=file_entry.id)]
+        elif not refs and partition is not None and self.file_partitions:
+            refs.extend(self._partition_source(tracker, partition))
         entry = tracker.record(
             key,
             step=step,
             status="success",
             input=[r.file_key for r in refs] or None,
-            output={"uri": f"s3://{self.bucket}/{key}", "bytes": size, "format": fmt},
+            output=output,
             started_at=inputs.started_at,
             completed_at=utc_now(),
             metadata={"dagster/step_key": context.step_key},
-            orchestrator=build_orchestrator_info(context, context.asset_key, self.lore.dagster_ui_url, partition),
+            orchestrator=orchestrator,
             replay_of=replay_target(tags, key, step),
             derived_from=refs,
         )
-        context.add_output_metadata(materialization_metadata(tracker, key, entry, refs))
+        context.add_output_metadata(materialization_metadata(tracker, key, entry, refs, part_file))
+
+    def partition_file(self, tracker: LoreTracker, partition: str | None) -> str | None:
+        """The partition key when per-file partitions make it name an object of the tracked bucket."""
+        if not self.file_partitions or partition is None or self.bucket != tracker.bucket:
+            return None
+        try:
+            validate_file_key(partition, tracker.prefix)
+        except InvalidKeyError:
+            return None
+        if tracker.get_history(partition) is not None:
+            return partition
+        client = self.lore.get_s3_client()
+        try:
+            client.head_object(Bucket=self.bucket, Key=partition)
+        except client.exceptions.ClientError:
+            return None
+        return partition
 
     def _partition_source(self, tracker: LoreTracker, partition: str) -> list[LineageRef]:
-        """The partition key as a source file, when it names an object (per-file partitions)."""
-        if tracker.get_history(partition) is not None:
-            return [self._ref_for(tracker, partition)]
+        """The partition key as a source file in the output bucket, when that is not the tracked bucket."""
+        if self.bucket == tracker.bucket:
+            return []
         client = self.lore.get_s3_client()
         try:
             client.head_object(Bucket=self.bucket, Key=partition)
         except client.exceptions.ClientError:
             return []
-        return [LineageRef(file_key=partition, bucket=self.bucket if self.bucket != tracker.bucket else None)]
+        return [LineageRef(file_key=partition, bucket=self.bucket)]
 
     # -- input ----------------------------------------------------------------
 
@@ -327,8 +368,10 @@ def record_run_failures(io_manager: LoreS3IOManager, context: dg.InitResourceCon
             if props is None or props.asset_key is None or output.dagster_type_key == "Nothing":
                 continue
             part = partition if props.is_asset_partitioned else None
-            key = io_manager.object_key(props.asset_key, part)
             step = asset_step_name(props.asset_key)
+            # A per-file partition: the failure belongs to the file being processed (the
+            # output was never written); otherwise to the output object.
+            key = io_manager.partition_file(tracker, part) or io_manager.object_key(props.asset_key, part)
             sources = [r.file_key for r in inputs.refs]
             if not sources and part is not None and io_manager.file_partitions:
                 sources = [part]  # a per-file partition: the file it was processing

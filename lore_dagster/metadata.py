@@ -126,11 +126,26 @@ def _derived_from_markdown(refs: Sequence[LineageRef], home_bucket: str) -> str:
 
 
 def materialization_metadata(
-    tracker: LoreTracker, file_key: str, entry: HistoryEntry, derived_from: Sequence[LineageRef]
+    tracker: LoreTracker,
+    file_key: str,
+    entry: HistoryEntry,
+    derived_from: Sequence[LineageRef],
+    processed_file: str | None = None,
 ) -> dict[str, Any]:
-    """The ``lore/*`` metadata for one recorded entry (one history read, one lineage read)."""
-    history = tracker.get_history(file_key)
-    counts = history.counts() if history is not None else {}
+    """The ``lore/*`` metadata for one recorded entry (one history read, one lineage read).
+
+    For a per-file partition the counts are those of this step on ``processed_file``,
+    where its failures are recorded (its output object only ever sees successes).
+    """
+    if processed_file is not None:
+        source = tracker.get_history(processed_file)
+        counts = {"success": 0, "failed": 0}
+        for item in source.entries if source is not None else []:
+            if item.step == entry.step and item.status.value in counts:
+                counts[item.status.value] += 1
+    else:
+        history = tracker.get_history(file_key)
+        counts = history.counts() if history is not None else {}
     lineage = tracker.get_lineage(file_key)
     tree = lineage_markdown(lineage, tracker.bucket) if lineage is not None else "_no lineage recorded_"
     return {
@@ -142,4 +157,5 @@ def materialization_metadata(
         "lore/lineage": dg.MetadataValue.md(tree),
         "lore/successes": dg.MetadataValue.int(counts.get("success", 0)),
         "lore/failures": dg.MetadataValue.int(counts.get("failed", 0)),
+        **({"lore/processed_file": dg.MetadataValue.text(processed_file)} if processed_file else {}),
     }

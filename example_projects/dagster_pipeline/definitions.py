@@ -91,6 +91,6 @@ defs = dg.Definitions(
     },
     sensors=[
         build_s3_file_partitions_sensor(files, bucket=BUCKET, prefix="raw/", suffixes=[".csv"], job=per_file_job),
-        build_lore_replay_sensor(job=per_file_job, prefix="assets/"),
+        build_lore_replay_sensor(job=per_file_job, prefix="raw/"),
     ],
 )

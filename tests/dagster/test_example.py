@@ -21,8 +21,10 @@ def test_demo_fails_one_file_replays_it_and_ends_all_succeeded() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "2 succeeded, 1 failed" in out
-    assert "failed: validated on assets/validated/raw/2026-11-03.csv: raw/2026-11-03.csv: line 3 has 2 fields" in out
-    assert "assets/validated/raw/2026-11-03.csv: validated:failed, validated:success (replay of" in out
+    # The failure lands on the file being processed, and that file's history tells the whole story.
+    assert "failed: validated on raw/2026-11-03.csv: raw/2026-11-03.csv: line 3 has 2 fields" in out
+    assert "raw/2026-11-03.csv: validated:failed, validated:success (replay of" in out
+    assert "assets/validated/raw/2026-11-03.csv: validated:success\n" in out
     assert "replay sensor now: no unresolved Lore failures" in out
     assert "└── raw/2026-11-03.csv" in out
     assert out.rstrip().endswith("All files ended succeeded.")
@@ -35,4 +37,4 @@ def test_ui_script_serves_the_lineage() -> None:
     done = _run(str(EXAMPLE / "ui.py"), "--check", "--port", str(port))
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"http://127.0.0.1:{port}/assets/summary" in done.stdout
-    assert "`raw/2026-11-03.csv` (source)" in done.stdout
+    assert "`raw/2026-11-03.csv` (success, entry `" in done.stdout

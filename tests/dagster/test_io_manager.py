@@ -202,10 +202,12 @@ def test_failure_is_recorded_for_materialize_and_asset_jobs(
     assert not job_result.success
 
     tracker = _tracker(lore)
-    history = tracker.get_history("assets/parsed/raw/bad.csv")
+    # A per-file partition: the failure lands on the file being processed, not on the output.
+    assert tracker.get_history("assets/parsed/raw/bad.csv") is None
+    history = tracker.get_history("raw/bad.csv")
     assert history is not None
     failed = [e for e in history.entries if e.status is StepStatus.FAILED]
-    assert len(failed) == 2
+    assert len(failed) == 2 and len(history.entries) == 2
     for entry, run in zip(failed, (result, job_result), strict=True):
         assert entry.error is not None and entry.error.name == "ValueError"
         assert entry.error.message == "malformed CSV in raw/bad.csv: row 3 has 2 columns, expected 3"
@@ -213,7 +215,7 @@ def test_failure_is_recorded_for_materialize_and_asset_jobs(
         assert entry.orchestrator is not None
         assert entry.orchestrator.run_id == run.run_id and entry.orchestrator.partition == "raw/bad.csv"
     assert history.entries[1].orchestrator is not None and history.entries[1].orchestrator.job == "parse_job"
-    assert sorted(f.entry_id for f in tracker.list_failed(prefix="assets/parsed/")) == sorted(e.id for e in failed)
+    assert sorted(f.entry_id for f in tracker.list_failed(prefix="raw/")) == sorted(e.id for e in failed)
     # Nothing was stored for the failed partition.
     assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket, Prefix="assets/parsed/")
 

@@ -74,7 +74,7 @@ def test_replay_sensor_requests_one_run_per_failure_and_the_replay_clears_it(
     s3_client.put_object(Bucket=bucket, Key="raw/good.csv", Body=b"a,b\n1,2\n3,4\n")
     s3_client.put_object(Bucket=bucket, Key="raw/bad.csv", Body=b"a,b\n1,2\n3\n")
     instance.add_dynamic_partitions("files", ["raw/good.csv", "raw/bad.csv"])
-    sensor = build_lore_replay_sensor(job=job, prefix="assets/")
+    sensor = build_lore_replay_sensor(job=job, prefix="raw/")
     defs = _defs(resources, sensor)
     per_file = defs.resolve_job_def("per_file")
     assert per_file.execute_in_process(partition_key="raw/good.csv", instance=instance).success
@@ -82,12 +82,12 @@ def test_replay_sensor_requests_one_run_per_failure_and_the_replay_clears_it(
 
     tracker = lore.get_tracker()
     (failure,) = list(tracker.list_failed())
-    assert (failure.file_key, failure.step) == ("assets/rows/raw/bad.csv", "rows")
+    assert (failure.file_key, failure.step) == ("raw/bad.csv", "rows")
 
     (request,) = _requests(_evaluate(defs, sensor.name, instance, resources))
     assert request.run_key == failure.entry_id
     assert request.partition_key == "raw/bad.csv"
-    assert request.tags[TAG_FILE_KEY] == "assets/rows/raw/bad.csv"
+    assert request.tags[TAG_FILE_KEY] == "raw/bad.csv"
     assert request.tags[TAG_ENTRY_ID] == failure.entry_id
     assert request.tags[TAG_STEP] == "rows"
     # A second tick asks for the same run_key, so Dagster never launches it twice.
@@ -101,12 +101,27 @@ def test_replay_sensor_requests_one_run_per_failure_and_the_replay_clears_it(
     replay = per_file.execute_in_process(partition_key=request.partition_key, tags=request.tags, instance=instance)
     assert replay.success
 
-    history = tracker.get_history("assets/rows/raw/bad.csv")
+    # The file's own history: the failed step, its replay, then the downstream step.
+    history = tracker.get_history("raw/bad.csv")
     assert history is not None
-    failed, succeeded = history.entries
+    failed, succeeded, counted = history.entries
+    assert (failed.step, succeeded.step, counted.step) == ("rows", "rows", "row_count")
     assert failed.status is StepStatus.FAILED and failed.resolved_by == succeeded.id
     assert succeeded.status is StepStatus.SUCCESS and succeeded.replay_of == failure.entry_id
     assert succeeded.orchestrator is not None and succeeded.orchestrator.run_id == replay.run_id
+    assert counted.status is StepStatus.SUCCESS and counted.replay_of is None
+    good = tracker.get_history("raw/good.csv")
+    assert good is not None and [(e.step, str(e.status)) for e in good.entries] == [
+        ("rows", "success"),
+        ("row_count", "success"),
+    ]
+    output = tracker.get_history("assets/rows/raw/bad.csv")
+    assert output is not None and [str(e.status) for e in output.entries] == ["success"]
+    # The asset page counts this step's runs on the file it processed: one failure, one success.
+    event = instance.get_latest_materialization_event(dg.AssetKey("rows"))
+    assert event is not None and event.asset_materialization is not None
+    shown = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert (shown["lore/failures"], shown["lore/successes"], shown["lore/processed_file"]) == (1, 1, "raw/bad.csv")
     # Only the replayed step is marked as a replay; its downstream is a plain first success.
     count = tracker.get_history("assets/row_count/raw/bad.csv")
     assert count is not None and count.entries[0].replay_of is None
