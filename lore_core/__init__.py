@@ -25,6 +25,7 @@ from .errors import (
 )
 from .lineage import lineage_to_dot, lineage_to_json, lineage_to_mermaid, lineage_to_text
 from .models import (
+    ArchiveRef,
     ErrorInfo,
     FailedEntry,
     FileHistory,
@@ -41,6 +42,7 @@ from .tracker import LoreTracker, register_step
 
 __all__ = [
     "AccessDeniedError",
+    "ArchiveRef",
     "BucketNotFoundError",
     "ConcurrentUpdateError",
     "CorruptHistoryError",
