@@ -38,7 +38,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from lore_core import ErrorInfo, InvalidKeyError, LineageRef, LoreTracker, StepStatus
+from lore_core import ErrorInfo, HistoryEntry, InvalidKeyError, LineageRef, LoreTracker, StepStatus
 from lore_core.keys import validate_file_key
 from lore_core.models import utc_now
 
@@ -215,13 +215,10 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
         tags = context.step_context.dagster_run.tags
         orchestrator = build_orchestrator_info(context, context.asset_key, self.lore.dagster_ui_url, partition)
         output = {"uri": f"s3://{self.bucket}/{key}", "bytes": size, "format": fmt}
-        part_file = self.partition_file(tracker, partition)
-        if part_file is not None:
-            # The step ran against this file: its history says so, and the success resolves an
-            # earlier failure of the same step on it (the replay sensor's work). Recorded first,
-            # so that a root asset's output is derived from this very entry.
-            file_entry = tracker.record(
-                part_file,
+
+        def record_success(file_key: str, sources: list[LineageRef]) -> HistoryEntry:
+            return tracker.record(
+                file_key,
                 step=step,
                 status="success",
                 input=[r.file_key for r in refs] or None,
@@ -230,25 +227,21 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
                 completed_at=utc_now(),
                 metadata={"dagster/step_key": context.step_key},
                 orchestrator=orchestrator,
-                replay_of=replay_target(tags, part_file, step),
+                replay_of=replay_target(tags, file_key, step),
+                derived_from=sources,
             )
+
+        part_file = self.partition_file(tracker, partition)
+        if part_file is not None:
+            # The step ran against this file: its history says so, and the success resolves an
+            # earlier failure of the same step on it (the replay sensor's work). Recorded first,
+            # so that a root asset's output is derived from this very entry.
+            file_entry = record_success(part_file, [])
             if not refs:
                 refs = [LineageRef(file_key=part_file, entry_id=file_entry.id)]
         elif not refs and partition is not None and self.file_partitions:
             refs.extend(self._partition_source(tracker, partition))
-        entry = tracker.record(
-            key,
-            step=step,
-            status="success",
-            input=[r.file_key for r in refs] or None,
-            output=output,
-            started_at=inputs.started_at,
-            completed_at=utc_now(),
-            metadata={"dagster/step_key": context.step_key},
-            orchestrator=orchestrator,
-            replay_of=replay_target(tags, key, step),
-            derived_from=refs,
-        )
+        entry = record_success(key, refs)
         context.add_output_metadata(materialization_metadata(tracker, key, entry, refs, part_file))
 
     def partition_file(self, tracker: LoreTracker, partition: str | None) -> str | None:
