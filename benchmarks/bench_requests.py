@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lore_core import LoreTracker
-from lore_core.models import new_entry_id, utc_now
+from lore_core.ids import new_entry_id, utc_now
 from lore_core.testing import LocalS3Server
 
 PREFIX = ".lore-s3"

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlparse
 
 from lore_core import HistoryEntry, LoreTracker, OrchestratorInfo
-from lore_core.models import utc_now
+from lore_core.ids import utc_now
 
 from .config import LoreSettings
 

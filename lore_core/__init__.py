@@ -13,38 +13,41 @@ from .errors import (
     AccessDeniedError,
     BucketNotFoundError,
     ConcurrentUpdateError,
+    ConditionalWritesUnsupportedError,
     CorruptHistoryError,
     EntryNotFoundError,
     HistoryNotFoundError,
     InvalidKeyError,
     InvalidStoreURLError,
+    InvalidTransitionError,
+    LoreConfigError,
     LoreError,
     StepNotRegisteredError,
     StoreError,
     StoreUnavailableError,
 )
-from .lineage import lineage_to_dot, lineage_to_json, lineage_to_mermaid, lineage_to_text
+from .lineage import LineageNode, lineage_to_dot, lineage_to_json, lineage_to_mermaid, lineage_to_text
 from .models import (
     ArchiveRef,
     ErrorInfo,
     FailedEntry,
     FileHistory,
     HistoryEntry,
-    LineageNode,
     LineageRef,
     OrchestratorInfo,
-    StepContext,
-    StepResult,
     StepStatus,
 )
+from .steps import StepContext, StepResult
 from .stores import FileStore, MemoryStore, S3Store, Store, make_s3_client, open_store
-from .tracker import LoreTracker, register_step
+from .steps import register_step
+from .tracker import LoreTracker
 
 __all__ = [
     "AccessDeniedError",
     "ArchiveRef",
     "BucketNotFoundError",
     "ConcurrentUpdateError",
+    "ConditionalWritesUnsupportedError",
     "CorruptHistoryError",
     "EntryNotFoundError",
     "ErrorInfo",
@@ -55,8 +58,10 @@ __all__ = [
     "HistoryNotFoundError",
     "InvalidKeyError",
     "InvalidStoreURLError",
+    "InvalidTransitionError",
     "LineageNode",
     "LineageRef",
+    "LoreConfigError",
     "LoreError",
     "LoreTracker",
     "MemoryStore",

@@ -6,11 +6,14 @@ __all__ = [
     "AccessDeniedError",
     "BucketNotFoundError",
     "ConcurrentUpdateError",
+    "ConditionalWritesUnsupportedError",
     "CorruptHistoryError",
     "EntryNotFoundError",
     "HistoryNotFoundError",
     "InvalidKeyError",
     "InvalidStoreURLError",
+    "InvalidTransitionError",
+    "LoreConfigError",
     "LoreError",
     "StepNotRegisteredError",
     "StoreError",
@@ -26,6 +29,10 @@ class InvalidKeyError(LoreError, ValueError):
     """A file key or history prefix is empty, escapes the prefix or is otherwise unusable."""
 
 
+class LoreConfigError(LoreError, ValueError):
+    """An option has a value Lore cannot work with (the message names the option)."""
+
+
 class InvalidStoreURLError(LoreError, ValueError):
     """A store URL could not be understood."""
 
@@ -36,6 +43,10 @@ class StoreError(LoreError):
 
 class StoreUnavailableError(StoreError):
     """The store kept failing with transient errors (5xx, timeouts, dropped connections) past the outage timeout."""
+
+
+class ConditionalWritesUnsupportedError(StoreError):
+    """The store ignores ``If-Match`` / ``If-None-Match``, so concurrent updates would be lost silently."""
 
 
 class BucketNotFoundError(StoreError):
@@ -61,6 +72,10 @@ class ConcurrentUpdateError(LoreError):
 
 class HistoryNotFoundError(LoreError):
     """No history exists for the file key."""
+
+
+class InvalidTransitionError(LoreError):
+    """An entry was asked to end in a state its history rules out (e.g. ``fail()`` after a success)."""
 
 
 class EntryNotFoundError(LoreError):

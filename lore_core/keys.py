@@ -6,6 +6,12 @@ Layout under the history prefix (default ``.lore-s3``)::
     <prefix>/~lore/failed/<fileKey>/<entryId>/<step>          failure index, one small object per failed entry
     <prefix>/~lore/failed/<fileKey>/<entryId>/<step>@<lease>  marker of a long-running entry (heartbeat)
     <prefix>/~lore/archive/<fileKey>/<first>-<last>-<n>.json  immutable segments of old entries
+    <prefix>/~lore/claims/<fileKey>/<claim>                   replay and skip claims (create-only, leased)
+    <prefix>/~lore/probe/<uuid>                               the conditional-write self-check (deleted at once)
+
+Every derived name is checked against S3's 1,024-byte key limit when the file key
+or step that it is made from is validated, so no write fails later for a name
+that is too long.
 
 ``~lore`` is reserved: a file key may not start with it, so no history can land
 in the index. ``~`` is on AWS's list of characters to avoid in keys, so real
@@ -23,11 +29,13 @@ from .errors import InvalidKeyError
 __all__ = [
     "DEFAULT_PREFIX",
     "RESERVED_SEGMENT",
+    "claim_key",
     "failure_index_key",
     "failure_index_prefix",
     "history_key",
     "parse_failure_index_key",
     "validate_file_key",
+    "validate_step",
     "validate_prefix",
 ]
 
@@ -36,9 +44,26 @@ RESERVED_SEGMENT = "~lore"
 HISTORY_SUFFIX = ".json"
 MAX_S3_KEY_BYTES = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The longest fixed part a derived name adds after the file key: an archive segment
+# ("/<26>-<26>-<count>.json") or a claim ("/replay-<26>"), with room to spare.
+_DERIVED_TAIL_BYTES = 80
+MAX_STEP_BYTES = 200  # quoted; also keeps a file-store path segment under 255 bytes
+_MAX_LEASE_DIGITS = 10
+ENTRY_ID_BYTES = 26
+
+
+def _check_utf8(value: str, what: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKeyError(
+            f"{what} {value.encode('utf-8', 'backslashreplace').decode()!r} contains a lone surrogate "
+            "(not valid UTF-8), which S3 cannot store"
+        ) from None
 
 
 def _check_segments(value: str, what: str) -> None:
+    _check_utf8(value, what)
     if _CONTROL.search(value):
         raise InvalidKeyError(f"{what} {value!r} contains a control character")
     for segment in value.split("/"):
@@ -84,7 +109,40 @@ def validate_file_key(file_key: str, prefix: str) -> str:
         raise InvalidKeyError(
             f"file key {file_key[:80]!r}... is too long: its history key would exceed S3's {MAX_S3_KEY_BYTES} bytes"
         )
+    longest = len(f"{reserved_root(prefix)}archive/{file_key}".encode()) + _DERIVED_TAIL_BYTES
+    if longest > MAX_S3_KEY_BYTES:
+        raise InvalidKeyError(
+            f"file key {file_key[:80]!r}... is too long: Lore's archive and claim names for it would exceed "
+            f"S3's {MAX_S3_KEY_BYTES} bytes (keep keys under {MAX_S3_KEY_BYTES - longest + len(file_key.encode())} bytes)"
+        )
     return file_key
+
+
+def validate_step(prefix: str, file_key: str, step: str) -> str:
+    """Return ``step`` if it can name an entry of ``file_key``, or raise InvalidKeyError.
+
+    Checked before anything is written: the failure-index and running-marker names
+    made from the file key and the step must fit S3's key limit.
+    """
+    if not isinstance(step, str) or not step:
+        raise InvalidKeyError(f"step name for {file_key!r} must be a non-empty string, got {step!r}")
+    _check_utf8(step, "step name")
+    if _CONTROL.search(step):
+        raise InvalidKeyError(f"step name {step!r} contains a control character")
+    quoted = len(quote(step, safe="").encode())
+    if quoted > MAX_STEP_BYTES:
+        raise InvalidKeyError(
+            f"step name {step[:60]!r}... is too long: {quoted} bytes once URL-quoted (the limit is {MAX_STEP_BYTES})"
+        )
+    marker = running_marker_key(prefix, file_key, "0" * ENTRY_ID_BYTES, step, 10**_MAX_LEASE_DIGITS - 1)
+    claim = claim_key(prefix, file_key, "step", step)
+    for name in (marker, claim):
+        if len(name.encode()) > MAX_S3_KEY_BYTES:
+            raise InvalidKeyError(
+                f"file key {file_key[:60]!r}... with step {step[:60]!r} is too long: Lore's index name for it "
+                f"would be {len(name.encode())} bytes, over S3's {MAX_S3_KEY_BYTES}"
+            )
+    return step
 
 
 def history_key(prefix: str, file_key: str) -> str:
@@ -146,6 +204,15 @@ def parse_failure_index_key(prefix: str, object_key: str) -> tuple[str, str, str
             return None
         lease = int(lease_text)
     return file_key, entry_id, unquote(step), lease
+
+
+def claim_key(prefix: str, file_key: str, kind: str, name: str) -> str:
+    """The claim on ``kind`` work (``replay`` of an entry id, ``step`` for a skip-if-succeeded run)."""
+    return f"{reserved_root(prefix)}claims/{file_key}/{kind}-{quote(name, safe='')}"
+
+
+def probe_key(prefix: str, token: str) -> str:
+    return f"{reserved_root(prefix)}probe/{token}"
 
 
 def archive_key(prefix: str, file_key: str, first_id: str, last_id: str, count: int) -> str:

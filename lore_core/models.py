@@ -1,25 +1,22 @@
 """The on-bucket document shapes: FileHistory, HistoryEntry, LineageRef, and friends.
 
-Field names are snake_case in Python and camelCase on the bucket. Unknown fields
-written by other tools are kept (``extra="allow"``) and written back unchanged.
+Only shapes live here (no I/O, no policy). Field names are snake_case in Python
+and camelCase on the bucket. Unknown fields written by other tools are kept
+(``extra="allow"``) and written back unchanged, so readers that don't know Lore's
+additions can ignore them.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import traceback
+from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
-if TYPE_CHECKING:
-    from .tracker import LoreTracker
+from .ids import as_utc, format_timestamp, utc_now
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -28,64 +25,18 @@ __all__ = [
     "FailedEntry",
     "FileHistory",
     "HistoryEntry",
-    "LineageNode",
     "LineageRef",
     "OrchestratorInfo",
-    "StepContext",
-    "StepResult",
     "StepStatus",
-    "new_entry_id",
-    "utc_now",
 ]
 
 SCHEMA_VERSION = 1
 
-
-def utc_now() -> datetime:
-    # Millisecond precision, as stored: a value read back compares equal.
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-def _as_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def format_timestamp(value: datetime) -> str:
-    value = _as_utc(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
 Timestamp = Annotated[
     datetime,
-    AfterValidator(_as_utc),
+    AfterValidator(as_utc),
     PlainSerializer(format_timestamp, return_type=str, when_used="json"),
 ]
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_ulid_lock = threading.Lock()
-_ulid_last: list[int] = [0, 0]  # [ms, random] of the last id, for monotonic ids within a process
-
-
-def new_entry_id() -> str:
-    """A ULID: 26 characters that sort by creation time (monotonic within a process)."""
-    with _ulid_lock:
-        ms = time.time_ns() // 1_000_000
-        if ms <= _ulid_last[0]:
-            ms = _ulid_last[0]
-            rand = _ulid_last[1] + 1
-        else:
-            rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to increment
-        _ulid_last[0], _ulid_last[1] = ms, rand
-    value = (ms << 80) | (rand & ((1 << 80) - 1))
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
-
 
 class StepStatus(StrEnum):
     RUNNING = "running"
@@ -112,8 +63,6 @@ class ErrorInfo(_Doc):
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        import traceback
-
         return cls(
             message=str(exc) or type(exc).__name__,
             name=type(exc).__name__,
@@ -135,11 +84,18 @@ class OrchestratorInfo(_Doc):
 
 
 class LineageRef(_Doc):
-    """A link to the entry of another file's history (``bucket`` only when it differs)."""
+    """A link to the entry of another file's history (``bucket`` only when it differs).
+
+    A document keeps one ref per related file: ``entry_id`` is the latest linked
+    entry and ``count`` how many times the two files were linked (absent means 1).
+    Each entry's own ``derivedFrom`` keeps the refs it used, so older links move to
+    the archive segments with their entries.
+    """
 
     file_key: str
     entry_id: str | None = None
     bucket: str | None = None
+    count: int | None = None
 
     def same_file(self, other: LineageRef) -> bool:
         return self.file_key == other.file_key and self.bucket == other.bucket
@@ -164,6 +120,11 @@ class HistoryEntry(_Doc):
     orchestrator: OrchestratorInfo | None = None
     lease_expires_at: Timestamp | None = None
     resolved_by: str | None = None
+    # The sources this entry was derived from (the document's derivedFrom keeps one per file).
+    derived_from: list[LineageRef] | None = None
+    # Set once a running marker was written for this entry (its lease in seconds, part of the
+    # marker's name), so whoever finishes or clears the entry removes the marker by name.
+    marker_lease: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -235,24 +196,6 @@ class FileHistory(_Doc):
         return out
 
 
-class LineageNode(BaseModel):
-    """One file in a lineage tree: its history and the files it was derived from."""
-
-    file_key: str
-    bucket: str
-    history: FileHistory | None = None
-    via: LineageRef | None = None
-    parents: list[LineageNode] = Field(default_factory=list)
-    error: str | None = None
-
-    def walk(self) -> list[LineageNode]:
-        """This node and every ancestor, depth first."""
-        out: list[LineageNode] = [self]
-        for parent in self.parents:
-            out.extend(parent.walk())
-        return out
-
-
 class FailedEntry(BaseModel):
     """A failed entry as the failure index knows it (no history read needed)."""
 
@@ -262,43 +205,3 @@ class FailedEntry(BaseModel):
     bucket: str
     failed_at: datetime | None = None
     abandoned: bool = False
-
-
-@dataclass
-class StepResult:
-    """What ``LoreTracker.run`` and ``replay`` return."""
-
-    status: StepStatus
-    entry_id: str
-    file_key: str
-    step: str
-    output: Any = None
-    error: ErrorInfo | None = None
-    replay_of: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (StepStatus.SUCCESS, StepStatus.SKIPPED)
-
-
-@dataclass
-class StepContext:
-    """Handed to a step handler: what it runs on, and a way to name produced files."""
-
-    file_key: str
-    bucket: str
-    step: str
-    entry_id: str
-    input: Any
-    tracker: LoreTracker
-    attempt: int = 1
-    replay_of: str | None = None
-    produces: list[str] = field(default_factory=list)
-
-    def produce(self, file_key: str) -> None:
-        """Declare that this step wrote ``file_key``; it is recorded as derived from this entry."""
-        if file_key not in self.produces:
-            self.produces.append(file_key)
-
-
-Handler = Callable[[StepContext], Any]

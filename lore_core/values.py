@@ -17,13 +17,22 @@ from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
-__all__ = ["TRUNCATED_MARK", "UNSERIALISABLE_MARK", "limit_size", "limit_text", "to_jsonable"]
+__all__ = ["TRUNCATED_MARK", "UNSERIALISABLE_MARK", "clean_text", "limit_size", "limit_text", "to_jsonable"]
 
 log = logging.getLogger("lore")
 
 UNSERIALISABLE_MARK = "<not JSON-serialisable: "
 _MAX_DEPTH = 64
 _MAX_REPR = 500
+
+
+def clean_text(text: str) -> str:
+    """``text`` as valid UTF-8: lone surrogates (from undecodable bytes) become ``\\udcxx`` escapes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _mark(value: Any) -> str:
@@ -34,7 +43,7 @@ def _mark(value: Any) -> str:
     if len(text) > _MAX_REPR:
         text = text[:_MAX_REPR] + "..."
     kind = type(value)
-    return f"{UNSERIALISABLE_MARK}{kind.__module__}.{kind.__qualname__}: {text}>"
+    return clean_text(f"{UNSERIALISABLE_MARK}{kind.__module__}.{kind.__qualname__}: {text}>")
 
 
 def to_jsonable(value: Any, what: str = "value") -> Any:
@@ -47,7 +56,9 @@ def to_jsonable(value: Any, what: str = "value") -> Any:
 
 
 def _convert(value: Any, depth: int, seen: set[int], marked: list[str]) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return clean_text(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if math.isfinite(value):
@@ -71,7 +82,7 @@ def _convert(value: Any, depth: int, seen: set[int], marked: list[str]) -> Any:
         try:
             if isinstance(value, dict):
                 return {
-                    (k if isinstance(k, str) else str(_convert(k, depth + 1, seen, marked))): _convert(
+                    (clean_text(k) if isinstance(k, str) else str(_convert(k, depth + 1, seen, marked))): _convert(
                         v, depth + 1, seen, marked
                     )
                     for k, v in value.items()
@@ -109,7 +120,10 @@ def limit_size(value: Any, max_bytes: int) -> Any:
 
 def limit_text(text: str | None, max_bytes: int) -> str | None:
     """``text`` cut to ``max_bytes`` (UTF-8) with a marker saying how long it was."""
-    if text is None or max_bytes <= 0:
+    if text is None:
+        return text
+    text = clean_text(text)
+    if max_bytes <= 0:
         return text
     raw = text.encode("utf-8")
     if len(raw) <= max_bytes:

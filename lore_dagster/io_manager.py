@@ -40,7 +40,7 @@ from pydantic import Field
 
 from lore_core import ErrorInfo, HistoryEntry, InvalidKeyError, LineageRef, LoreTracker, StepStatus
 from lore_core.keys import validate_file_key
-from lore_core.models import utc_now
+from lore_core.ids import utc_now
 
 from .metadata import materialization_metadata
 from .resources import (

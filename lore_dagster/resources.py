@@ -33,7 +33,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from lore_core import ErrorInfo, LineageRef, LoreTracker, OrchestratorInfo, StepStatus
-from lore_core.models import utc_now
+from lore_core.ids import utc_now
 
 __all__ = [
     "TAG_ENTRY_ID",

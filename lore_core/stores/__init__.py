@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from ..errors import InvalidStoreURLError
 from ..keys import DEFAULT_PREFIX
-from .base import ConditionFailed, ListedObject, RequestStats, Store, StoredObject
+from .base import ConditionFailed, ListedObject, RequestStats, Store, StoredObject, verify_conditional_writes
 from .file import FileStore
 from .memory import MemoryStore
 from .s3 import S3Store, make_s3_client
@@ -23,6 +23,7 @@ __all__ = [
     "StoredObject",
     "make_s3_client",
     "open_store",
+    "verify_conditional_writes",
 ]
 
 

@@ -16,9 +16,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..errors import LoreError, StoreError
+from ..errors import ConditionalWritesUnsupportedError, LoreError, StoreError
 
-__all__ = ["ConditionFailed", "ListedObject", "RequestStats", "Store", "StoredObject"]
+__all__ = [
+    "ConditionFailed",
+    "ListedObject",
+    "RequestStats",
+    "Store",
+    "StoredObject",
+    "verify_conditional_writes",
+]
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,12 @@ class Store(ABC):
     def location(self, key: str) -> str:
         """A URL a person can read, e.g. ``s3://bucket/key``."""
 
+    def identity(self) -> str:
+        """Names the backend and bucket (endpoint included), for errors and the self-check cache."""
+        endpoint = getattr(getattr(getattr(self, "client", None), "meta", None), "endpoint_url", None)
+        where = self.location("")
+        return f"{where} at {endpoint}" if endpoint else where
+
     def for_bucket(self, bucket: str) -> Store:
         """A store for another bucket with the same settings (for cross-bucket lineage)."""
         if bucket == self.bucket:
@@ -104,3 +117,45 @@ class Store(ABC):
 
 def utf8_sort_key(key: str) -> bytes:
     return key.encode("utf-8")
+
+
+_verified: set[str] = set()
+_verified_lock = threading.Lock()
+_WRONG_ETAG = '"00000000000000000000000000000000"'
+
+
+def verify_conditional_writes(store: Store, probe_key: str) -> None:
+    """Prove once per process and backend that ``store`` honours conditional writes, or raise.
+
+    Creates ``probe_key`` with ``If-None-Match: *``, then checks that a second create and
+    a write with a wrong ``If-Match`` are both refused, and deletes the probe (3 PUTs and
+    1 DELETE, once). A store that accepts either would let concurrent writers overwrite
+    each other's entries without anyone noticing, so Lore refuses to write there.
+    """
+    identity = store.identity()
+    with _verified_lock:
+        if identity in _verified:
+            return
+    ignored: list[str] = []
+    store.put(probe_key, b"lore conditional-write probe", if_none_match=True)
+    try:
+        try:
+            store.put(probe_key, b"lore probe: second create", if_none_match=True)
+            ignored.append("If-None-Match: * (a second create of the same key succeeded)")
+        except ConditionFailed:
+            pass
+        try:
+            store.put(probe_key, b"lore probe: wrong etag", if_match=_WRONG_ETAG)
+            ignored.append("If-Match (a write with a wrong ETag succeeded)")
+        except ConditionFailed:
+            pass
+    finally:
+        store.delete(probe_key)
+    if ignored:
+        raise ConditionalWritesUnsupportedError(
+            f"{identity} ignores {' and '.join(ignored)}: concurrent updates would be lost silently, so Lore "
+            "refuses to write there. Use a backend with conditional writes (AWS S3, MinIO, Ceph RGW, "
+            "Cloudflare R2), or pass verify_conditional_writes=False if nothing writes concurrently"
+        )
+    with _verified_lock:
+        _verified.add(identity)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import InvalidKeyError, StoreError
 from .base import ConditionFailed, ListedObject, Store, StoredObject, utf8_sort_key
 
 __all__ = ["FileStore"]
@@ -28,6 +28,7 @@ __all__ = ["FileStore"]
 _LOCK_DIR = ".lore-locks"
 _LOCK_STRIPES = 64
 _TMP_SUFFIX = ".lore-tmp"
+_MAX_NAME_BYTES = 255  # NAME_MAX on Linux and macOS
 
 
 def _etag(data: bytes) -> str:
@@ -48,6 +49,13 @@ class FileStore(Store):
         parts = key.split("/")
         if any(p in ("", ".", "..") for p in parts) or parts[0] == _LOCK_DIR:
             raise StoreError(f"refusing object key {key!r}: it would leave {self.root}")
+        for part in parts:
+            size = len(part.encode("utf-8"))
+            if size > _MAX_NAME_BYTES:
+                raise InvalidKeyError(
+                    f"key {key[:80]!r}... has a path segment of {size} bytes; the file store keeps each "
+                    f"segment as a file name, which is limited to {_MAX_NAME_BYTES} bytes (S3 has no such limit)"
+                )
         return self.root.joinpath(*parts)
 
     @contextlib.contextmanager
@@ -85,7 +93,9 @@ class FileStore(Store):
                     raise ConditionFailed(key, 412)
                 if if_match is not None and (current is None or current.etag != if_match):
                     raise ConditionFailed(key, 412)
-            tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
+            # A short temporary name of its own: one derived from the target's name would
+            # overflow NAME_MAX for long segments.
+            tmp = path.with_name(f".{uuid.uuid4().hex}{_TMP_SUFFIX}")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with open(tmp, "wb") as handle:
@@ -133,3 +143,6 @@ class FileStore(Store):
 
     def location(self, key: str) -> str:
         return (self.root / key).as_uri() if key else self.root.as_uri()
+
+    def identity(self) -> str:
+        return self.root.as_uri()

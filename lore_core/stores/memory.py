@@ -11,7 +11,9 @@ from .base import ConditionFailed, ListedObject, Store, StoredObject, utf8_sort_
 
 __all__ = ["MemoryStore"]
 
-_registry: dict[str, dict[str, tuple[bytes, str, datetime]]] = {}
+# Stores of one name share their objects *and* their lock: a lock per instance would let
+# two instances' compare-and-swap interleave and lose updates.
+_registry: dict[str, tuple[dict[str, tuple[bytes, str, datetime]], threading.Lock]] = {}
 _registry_lock = threading.Lock()
 
 
@@ -19,9 +21,8 @@ class MemoryStore(Store):
     def __init__(self, name: str = "memory") -> None:
         super().__init__()
         self.bucket = name
-        self._lock = threading.Lock()
         with _registry_lock:
-            self._objects = _registry.setdefault(name, {})
+            self._objects, self._lock = _registry.setdefault(name, ({}, threading.Lock()))
 
     def get(self, key: str) -> StoredObject | None:
         self.stats.add("get")
@@ -58,10 +59,14 @@ class MemoryStore(Store):
     def location(self, key: str) -> str:
         return f"memory://{self.bucket}/{key}"
 
+    def identity(self) -> str:
+        return f"memory://{self.bucket}"
+
     @staticmethod
     def reset(name: str | None = None) -> None:
         """Forget the objects of one named store, or of all of them."""
         with _registry_lock:
-            for store_name, objects in _registry.items():
+            for store_name, (objects, lock) in _registry.items():
                 if name is None or store_name == name:
-                    objects.clear()
+                    with lock:
+                        objects.clear()

@@ -27,7 +27,7 @@ def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str
 
 def _check(url: str, endpoint: str | None, ids: list[str], workers: int, runs: int) -> None:
     tracker = LoreTracker.from_url(url, endpoint_url=endpoint, region="us-east-1")
-    history = tracker.get_history("shared/file.csv")
+    history = tracker.get_history("shared/file.csv", include_archived=True)
     assert history is not None
     stored = [e.id for e in history.entries]
     assert len(stored) == workers * runs == len(set(stored))
@@ -59,7 +59,7 @@ def test_sixteen_threads_sharing_one_tracker(s3_endpoint: str, bucket: str) -> N
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         ids = [i for chunk in pool.map(worker, range(16)) for i in chunk]
-    history = tracker.get_history("shared/file.csv")
+    history = tracker.get_history("shared/file.csv", include_archived=True)
     assert history is not None and sorted(e.id for e in history.entries) == sorted(ids) and len(ids) == 160
 
 

@@ -22,7 +22,7 @@ def _spawn(root: Path, pause_after: int) -> subprocess.Popen[str]:
 
 def _check_intact(root: Path, at_least: int) -> None:
     tracker = LoreTracker.from_url(root.as_uri())
-    history = tracker.get_history("big/file.bin")  # parses, or this raises
+    history = tracker.get_history("big/file.bin", include_archived=True)  # parses, or this raises
     assert history is not None and len(history.entries) >= at_least
     assert list(tracker.list_tracked_files()) == ["big/file.bin"]
     # The lock held by the dead process is gone: a new writer goes through.

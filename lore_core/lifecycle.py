@@ -1,0 +1,602 @@
+"""The one step lifecycle: start, heartbeat, finish — and ``track()``, ``run()``, ``replay()`` and ``record()`` on it.
+
+Promises:
+- ``track()`` writes the running entry, renews its lease from a heartbeat while the
+  block runs, records success on a clean exit and failure (re-raised) otherwise.
+  ``run()``, ``replay()`` and both orchestrator adapters go through it.
+- A success is never refused or turned into a failure: one that arrives after the
+  lease ran out replaces the ``abandoned`` marking.
+- The failure index stays exact: a transition is validated before any index object
+  is written, and the objects of an entry are removed by whoever finishes,
+  resolves or clears it (found by name, never from memory).
+- ``replay()`` and ``run(skip_if_succeeded=True)`` claim the work first: of two
+  concurrent callers exactly one runs the handler.
+- The first write through a store proves that it honours conditional writes.
+It does not read lineage or list anything (the tracker facade does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Literal
+
+from . import keys
+from .claims import Claim, Claims
+from .config import TrackerOptions
+from .derivation import Derivation, with_default_entry
+from .documents import Documents
+from .errors import (
+    ConditionalWritesUnsupportedError,
+    EntryNotFoundError,
+    HistoryNotFoundError,
+    InvalidTransitionError,
+    LoreError,
+    StepNotRegisteredError,
+    StoreError,
+)
+from .failure_index import FailureIndex
+from .ids import duration_ms, new_entry_id, utc_now
+from .leases import Heartbeat, lease_expiry, marker_lease
+from .models import ErrorInfo, FileHistory, HistoryEntry, LineageRef, OrchestratorInfo, StepStatus
+from .mutations import Outcome, add_finished, add_running, check_transition, clear_entries, finish, renew_lease
+from .redaction import Redactor
+from .steps import Handler, HandlerRegistry, StepContext, StepResult
+from .stores import verify_conditional_writes
+from .values import limit_size, limit_text, to_jsonable
+
+__all__ = ["ErrorPolicy", "Lifecycle"]
+
+log = logging.getLogger("lore")
+ErrorPolicy = Literal["raise", "log"]
+Orchestrator = OrchestratorInfo | dict[str, Any] | None
+ErrorLike = BaseException | ErrorInfo | str | dict[str, Any]
+
+
+def as_list(produces: str | Iterable[str] | None) -> list[str]:
+    if produces is None:
+        return []
+    if isinstance(produces, str):
+        return [produces]
+    return list(dict.fromkeys(produces))
+
+
+def _orchestrator(value: Orchestrator) -> OrchestratorInfo | None:
+    if value is None or isinstance(value, OrchestratorInfo):
+        return value
+    return OrchestratorInfo.model_validate(value)
+
+
+def _as_error(error: ErrorLike) -> ErrorInfo:
+    if isinstance(error, ErrorInfo):
+        return error
+    if isinstance(error, BaseException):
+        return ErrorInfo.from_exception(error)
+    if isinstance(error, dict):
+        return ErrorInfo.model_validate(error)
+    return ErrorInfo(message=str(error))
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        docs: Documents,
+        options: TrackerOptions,
+        redactor: Redactor | None,
+        handlers: HandlerRegistry,
+    ) -> None:
+        self.docs = docs
+        self.store = docs.store
+        self.prefix = docs.prefix
+        self.options = options
+        self.redactor = redactor
+        self.handlers = handlers
+        self.index = FailureIndex(docs.store, docs.prefix)
+        self.claims = Claims(docs.store, docs.prefix)
+        self.derivation = Derivation(docs, options.max_ancestry)
+        self.owner: Any = None  # the LoreTracker, handed to handlers as ctx.tracker
+
+    # ------------------------------------------------------------------ what gets written
+
+    def file_key(self, file_key: str) -> str:
+        return keys.validate_file_key(file_key, self.prefix)
+
+    def value(self, value: Any, what: str) -> Any:
+        """JSON-ready, valid UTF-8, secrets masked, size-limited: the form in which a value is stored."""
+        if value is None:
+            return None
+        value = to_jsonable(value, what)
+        if self.redactor is not None:
+            value = self.redactor.redact(value)
+        return limit_size(value, self.options.max_value_bytes)
+
+    def text(self, text: str | None) -> str | None:
+        if text is not None and self.redactor is not None:
+            text = self.redactor.redact_text(text)
+        return limit_text(text, self.options.max_value_bytes)
+
+    def error(self, error: ErrorLike) -> ErrorInfo:
+        info = _as_error(error)
+        message, stack, name = info.message, info.stack, info.name
+        if self.redactor is not None:
+            message = self.redactor.redact_text(message)
+            stack = self.redactor.redact_text(stack) if stack is not None else None
+        return info.model_copy(
+            update={
+                "message": limit_text(message, self.options.max_value_bytes) or "",
+                "stack": limit_text(stack, self.options.max_value_bytes),
+                "name": limit_text(name, 1024),
+            }
+        )
+
+    def ensure_writable(self, file_key: str) -> None:
+        """Run the conditional-write self-check before the first write (once per process and backend)."""
+        if not self.options.verify_conditional_writes:
+            return
+        try:
+            verify_conditional_writes(self.store, keys.probe_key(self.prefix, new_entry_id()))
+        except ConditionalWritesUnsupportedError:
+            raise
+        except StoreError as exc:
+            # Same error type, so callers can still tell a missing bucket from denied access.
+            raise type(exc)(f"{exc} (checking the store before writing the history of {file_key!r})") from exc
+
+    def _entry_of(self, file_key: str, entry_id: str) -> HistoryEntry:
+        doc = self.docs.load(file_key)
+        found = doc.entry(entry_id) if doc is not None else None
+        if found is None:
+            doc = self.docs.load(file_key, fresh=True)
+            found = doc.entry(entry_id) if doc is not None else None
+        if doc is None:
+            raise HistoryNotFoundError(f"no history for {file_key!r} at {self.store.location(self.docs.history_key(file_key))}")
+        if found is None:
+            raise EntryNotFoundError(f"history of {file_key!r} has no entry {entry_id!r}")
+        return found
+
+    # ------------------------------------------------------------------ start, heartbeat, finish
+
+    def start(
+        self,
+        file_key: str,
+        step: str,
+        input: Any = None,
+        *,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        produces: str | Iterable[str] | None = None,
+        orchestrator: Orchestrator = None,
+        replay_of: str | None = None,
+        attempt: int | None = None,
+        entry_id: str | None = None,
+    ) -> HistoryEntry:
+        """Record a ``running`` entry (1 read + 1 write; no read if this process wrote the document last)."""
+        file_key = self.file_key(file_key)
+        keys.validate_step(self.prefix, file_key, step)
+        now = utc_now()
+        entry = HistoryEntry(
+            id=entry_id or new_entry_id(),
+            step=step,
+            description=self.text(description),
+            status=StepStatus.RUNNING,
+            input=self.value(input, f"input of {step} on {file_key}"),
+            produces=[self.file_key(p) for p in as_list(produces)] or None,
+            started_at=now,
+            metadata=self.value(metadata, f"metadata of {step} on {file_key}") if metadata else None,
+            replay_of=replay_of,
+            attempt=attempt,
+            orchestrator=_orchestrator(orchestrator),
+            lease_expires_at=lease_expiry(self.options.lease_seconds, now),
+        )
+        lease = marker_lease(self.options.lease_seconds)
+        if self.options.mark_running:
+            entry.marker_lease = lease
+        self.ensure_writable(file_key)
+        if self.options.mark_running:
+            # The marker first: should the document write fail, list_failed finds no entry and lets it be.
+            self.index.mark_running(file_key, entry.id, step, lease)
+        doc = self.docs.update(file_key, add_running(entry, lambda: self.docs.new_history(file_key)))
+        stored = doc.entry(entry.id) if doc is not None else None
+        return stored or entry
+
+    def heartbeat(self, file_key: str, entry_id: str) -> bool:
+        """Renew a running entry's lease and refresh its marker; False once the entry has finished.
+
+        The marker is written before the document says it exists, and removed again here
+        if the entry turns out to have finished, so it can never outlive its entry.
+        """
+        file_key = self.file_key(file_key)
+        cached = self.docs.load(file_key)
+        known = cached.entry(entry_id) if cached is not None else None
+        if known is not None and known.finished:
+            return False
+        self.ensure_writable(file_key)
+        step = known.step if known is not None else self._entry_of(file_key, entry_id).step
+        lease = marker_lease(self.options.lease_seconds)
+        self.index.mark_running(file_key, entry_id, step, lease)
+        out = Outcome()
+        self.docs.update(file_key, renew_lease(file_key, entry_id, lease_expiry(self.options.lease_seconds), lease, out))
+        if out.entry is not None and out.entry.finished:
+            # Finished meanwhile (its finisher may have looked before our marker existed).
+            self.index.remove_marker(file_key, entry_id, step, lease)
+            return False
+        return True
+
+    def succeed(
+        self,
+        file_key: str,
+        entry_id: str,
+        output: Any = None,
+        *,
+        produces: str | Iterable[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> HistoryEntry:
+        file_key = self.file_key(file_key)
+        return self._finish(
+            file_key,
+            entry_id,
+            StepStatus.SUCCESS,
+            output=self.value(output, f"output of entry {entry_id} on {file_key}"),
+            produces=[self.file_key(p) for p in as_list(produces)],
+            metadata=metadata,
+        )
+
+    def fail(self, file_key: str, entry_id: str, error: ErrorLike, *, metadata: dict[str, Any] | None = None) -> HistoryEntry:
+        file_key = self.file_key(file_key)
+        return self._finish(file_key, entry_id, StepStatus.FAILED, error=self.error(error), metadata=metadata)
+
+    def _finish(
+        self,
+        file_key: str,
+        entry_id: str,
+        status: StepStatus,
+        *,
+        output: Any = None,
+        error: ErrorInfo | None = None,
+        produces: Sequence[str] = (),
+        metadata: dict[str, Any] | None = None,
+    ) -> HistoryEntry:
+        current = self._entry_of(file_key, entry_id)
+        check_transition(current, status, file_key)  # before any index object is written
+        self.ensure_writable(file_key)
+        all_produced = as_list([*(current.produces or []), *produces]) if status is StepStatus.SUCCESS else []
+        extra_meta = self.value(metadata, f"metadata of entry {entry_id}") if metadata else None
+        if status is StepStatus.FAILED:
+            # Index first: a crash before the history write leaves an object whose entry is
+            # still running (list_failed checks and skips it), never a failure nobody can find.
+            self.index.add_failure(file_key, entry_id, current.step, error)
+        if all_produced:
+            self.derivation.derive_many(all_produced, LineageRef(file_key=file_key, entry_id=entry_id))
+        out = Outcome()
+        mutate = finish(
+            file_key,
+            entry_id,
+            status,
+            out,
+            completed=utc_now(),
+            output=output,
+            error=error,
+            produces=all_produced,
+            metadata=extra_meta,
+        )
+        try:
+            self.docs.update(file_key, mutate)
+        except InvalidTransitionError:
+            if status is StepStatus.FAILED:
+                self.index.remove_failure(file_key, entry_id, current.step)
+            raise
+        entry = out.entry
+        if entry is None:
+            raise EntryNotFoundError(f"history of {file_key!r} has no entry {entry_id!r}")
+        if entry.marker_lease is not None:
+            self.index.remove_marker(file_key, entry.id, entry.step, entry.marker_lease)
+        self.index.forget(file_key, out.resolved)
+        return entry
+
+    def record(
+        self,
+        file_key: str,
+        step: str,
+        status: StepStatus | str = StepStatus.SUCCESS,
+        *,
+        input: Any = None,
+        output: Any = None,
+        error: ErrorLike | None = None,
+        started_at: datetime | None = None,
+        completed_at: datetime | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        orchestrator: Orchestrator = None,
+        replay_of: str | None = None,
+        attempt: int | None = None,
+        produces: str | Iterable[str] | None = None,
+        derived_from: Iterable[LineageRef | str] = (),
+    ) -> HistoryEntry:
+        file_key = self.file_key(file_key)
+        keys.validate_step(self.prefix, file_key, step)
+        status = StepStatus(status)
+        if status is StepStatus.RUNNING:
+            raise LoreError("record() writes finished entries; use start() or track() for a running one")
+        completed = completed_at or utc_now()
+        started = started_at or completed
+        sources = [self.derivation.source_ref(ref) for ref in derived_from]
+        source_docs = self.docs.fetch_many([(s.bucket, s.file_key) for s in sources])
+        sources = [with_default_entry(s, source_docs.get((s.bucket or self.docs.bucket, s.file_key))) for s in sources]
+        entry = HistoryEntry(
+            id=new_entry_id(),
+            step=step,
+            description=self.text(description),
+            status=status,
+            input=self.value(input, f"input of {step} on {file_key}"),
+            output=self.value(output, f"output of {step} on {file_key}") if status is StepStatus.SUCCESS else None,
+            error=self.error(error) if error is not None else None,
+            produces=[self.file_key(p) for p in as_list(produces)] or None,
+            started_at=started,
+            completed_at=completed,
+            duration_ms=duration_ms(started, completed),
+            metadata=self.value(metadata, f"metadata of {step} on {file_key}") if metadata else None,
+            replay_of=replay_of,
+            attempt=attempt,
+            orchestrator=_orchestrator(orchestrator),
+            derived_from=[s.model_copy() for s in sources] or None,
+        )
+        if status is StepStatus.FAILED and entry.error is None:
+            entry.error = ErrorInfo(message="failed")
+        ancestry = self.derivation.ancestry_for(sources, source_docs)
+        self.ensure_writable(file_key)
+        if status is StepStatus.FAILED:
+            self.index.add_failure(file_key, entry.id, step, entry.error)
+        if entry.produces and status is StepStatus.SUCCESS:
+            self.derivation.derive_many(entry.produces, LineageRef(file_key=file_key, entry_id=entry.id))
+        out = Outcome()
+        mutate = add_finished(
+            entry,
+            lambda: self.docs.new_history(file_key),
+            out,
+            sources=sources,
+            ancestry=ancestry,
+            max_ancestry=self.options.max_ancestry,
+        )
+        self.docs.update(file_key, mutate)
+        self.index.forget(file_key, out.resolved)
+        for source in sources:
+            self.derivation.link_forward(source, LineageRef(file_key=file_key, entry_id=source.entry_id))
+        if out.entry is None:
+            raise EntryNotFoundError(f"history of {file_key!r} lost entry {entry.id!r} while it was written")
+        return out.entry
+
+    def clear(self, file_key: str) -> None:
+        file_key = self.file_key(file_key)
+        if self.docs.load(file_key, fresh=True) is None:
+            return
+        self.ensure_writable(file_key)
+        out = Outcome()
+        self.docs.update(file_key, clear_entries(out))
+        self.index.forget(file_key, out.dropped)
+        for key in out.segments:
+            self.store.delete(key)
+
+    # ------------------------------------------------------------------ track, run, replay
+
+    @contextmanager
+    def track(
+        self,
+        file_key: str,
+        step: str,
+        input: Any = None,
+        *,
+        produces: str | Iterable[str] | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        orchestrator: Orchestrator = None,
+        replay_of: str | None = None,
+        attempt: int | None = None,
+        entry_id: str | None = None,
+        on_error: ErrorPolicy = "raise",
+        claim: Claim | None = None,
+    ) -> Iterator[StepContext]:
+        planned = as_list(produces)
+        ctx = StepContext(
+            file_key=file_key,
+            bucket=self.docs.bucket,
+            step=step,
+            entry_id=entry_id or new_entry_id(),
+            input=input,
+            tracker=self.owner,
+            replay_of=replay_of,
+            produces=list(planned),
+        )
+        try:
+            started = self.start(
+                file_key,
+                step,
+                input,
+                description=description,
+                metadata=metadata,
+                produces=planned,
+                orchestrator=orchestrator,
+                replay_of=replay_of,
+                attempt=attempt,
+                entry_id=ctx.entry_id,
+            )
+            ctx.attempt = started.attempt or 1
+        except LoreError as exc:
+            if claim is not None:
+                self._release(claim)
+            if on_error == "raise":
+                raise
+            log.error("lore: could not record the start of %s on %r; the step runs untracked: %s", step, file_key, exc)
+            yield ctx
+            return
+        beat = Heartbeat(
+            lambda: self._beat(file_key, ctx.entry_id, claim),
+            self.options.lease_seconds,
+            self.options.first_heartbeat_seconds,
+            f"lore-heartbeat-{ctx.entry_id}",
+        ).start()
+        try:
+            yield ctx
+        except BaseException as exc:
+            beat.stop()
+            try:
+                ctx.recorded = self.fail(file_key, ctx.entry_id, exc, metadata=ctx.metadata or None)
+            except LoreError as tracking:
+                # The step's own exception matters more: log ours loudly and let theirs through.
+                log.error("lore: could not record the failure of entry %s on %r: %s", ctx.entry_id, file_key, tracking)
+            finally:
+                if claim is not None:
+                    self._release(claim)
+            raise
+        beat.stop()
+        try:
+            ctx.recorded = self.succeed(
+                file_key, ctx.entry_id, ctx.output, produces=ctx.produces, metadata=ctx.metadata or None
+            )
+        except LoreError as exc:
+            if on_error == "raise":
+                raise
+            log.error("lore: could not record the success of entry %s on %r: %s", ctx.entry_id, file_key, exc)
+        finally:
+            if claim is not None:
+                self._release(claim)
+
+    def _beat(self, file_key: str, entry_id: str, claim: Claim | None) -> bool:
+        alive = self.heartbeat(file_key, entry_id)
+        if alive and claim is not None and not self.claims.renew(claim, self.options.claim_lease):
+            log.warning("lore: the claim of entry %s on %r was taken over after its lease ran out", entry_id, file_key)
+        return alive
+
+    def _release(self, claim: Claim) -> None:
+        try:
+            self.claims.release(claim)
+        except LoreError as exc:  # an unreleased claim expires by itself
+            log.warning("lore: could not release claim %s: %s", claim.key, exc)
+
+    def handler(self, step: str, handler: Handler | None, what: str) -> Handler:
+        found = handler or self.handlers.get(step)
+        if found is None:
+            raise StepNotRegisteredError(
+                f"{what}: no handler for step {step!r}; pass handler= or register one with @tracker.step({step!r})"
+            )
+        return found
+
+    def run(
+        self,
+        file_key: str,
+        step: str,
+        handler: Handler | None = None,
+        input: Any = None,
+        produces: str | Iterable[str] | None = None,
+        skip_if_succeeded: bool = False,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        raise_on_failure: bool = False,
+        orchestrator: Orchestrator = None,
+        replay_of: str | None = None,
+        claim: Claim | None = None,
+        entry_id: str | None = None,
+    ) -> StepResult:
+        file_key = self.file_key(file_key)
+        fn = self.handler(step, handler, f"cannot run {step!r} on {file_key!r}")
+        entry_id = entry_id or new_entry_id()
+        if skip_if_succeeded:
+            done = self._succeeded(file_key, step)
+            if done is not None:
+                return StepResult(StepStatus.SKIPPED, done.id, file_key, step, output=done.output)
+            keys.validate_step(self.prefix, file_key, step)
+            self.ensure_writable(file_key)
+            claim, winner = self.claims.acquire(file_key, "step", step, entry_id, self.options.claim_lease)
+            if claim is None:
+                return StepResult(StepStatus.SKIPPED, winner or "", file_key, step)
+            done = self._succeeded(file_key, step)  # it may have finished while we claimed
+            if done is not None:
+                self._release(claim)
+                return StepResult(StepStatus.SKIPPED, done.id, file_key, step, output=done.output)
+        ctx: StepContext | None = None
+        try:
+            with self.track(
+                file_key,
+                step,
+                input,
+                produces=produces,
+                description=description,
+                metadata=metadata,
+                orchestrator=orchestrator,
+                replay_of=replay_of,
+                entry_id=entry_id,
+                claim=claim,
+            ) as ctx:
+                # The handler gets the value as given; the history holds its stored (redacted) form.
+                ctx.output = fn(ctx)
+        except Exception:
+            if raise_on_failure or ctx is None:
+                raise
+            error = ctx.recorded.error if ctx.recorded is not None else None
+            return StepResult(StepStatus.FAILED, entry_id, file_key, step, error=error, replay_of=replay_of)
+        output = ctx.recorded.output if ctx.recorded is not None else None
+        return StepResult(StepStatus.SUCCESS, entry_id, file_key, step, output=output, replay_of=replay_of)
+
+    def _succeeded(self, file_key: str, step: str) -> HistoryEntry | None:
+        doc = self.docs.load(file_key, fresh=True)
+        return doc.latest(step=step, status=StepStatus.SUCCESS) if doc is not None else None
+
+    def _original(self, file_key: str, entry_id: str) -> tuple[FileHistory, HistoryEntry]:
+        doc = self.docs.load(file_key, fresh=True)
+        if doc is None:
+            raise HistoryNotFoundError(
+                f"no history for {file_key!r} at {self.store.location(self.docs.history_key(file_key))}"
+            )
+        original = doc.entry(entry_id)
+        if original is None and doc.archived:
+            original = self.docs.with_archive(doc).entry(entry_id)
+        if original is None:
+            raise EntryNotFoundError(f"history of {file_key!r} has no entry {entry_id!r}")
+        return doc, original
+
+    def replay(
+        self,
+        file_key: str,
+        entry_id: str,
+        handler: Handler | None = None,
+        *,
+        force: bool = False,
+        orchestrator: Orchestrator = None,
+        raise_on_failure: bool = False,
+    ) -> StepResult:
+        file_key = self.file_key(file_key)
+        _, original = self._original(file_key, entry_id)
+        if original.status is StepStatus.RUNNING and not original.abandoned and not force:
+            raise LoreError(f"entry {entry_id} of {file_key!r} is still running; pass force=True to replay it anyway")
+        if original.resolved_by and not force:
+            self.index.forget(file_key, [original])  # repairs an index object a crash left behind
+            return StepResult(StepStatus.SKIPPED, original.resolved_by, file_key, original.step, replay_of=entry_id)
+        fn = self.handler(original.step, handler, f"cannot replay entry {entry_id} of {file_key!r}")
+        new_id = new_entry_id()
+        self.ensure_writable(file_key)
+        claim, winner = self.claims.acquire(file_key, "replay", entry_id, new_id, self.options.claim_lease)
+        if claim is None:
+            return StepResult(StepStatus.SKIPPED, winner or "", file_key, original.step, replay_of=entry_id)
+        try:
+            _, original = self._original(file_key, entry_id)  # another replay may have won and finished
+        except LoreError:
+            self._release(claim)
+            raise
+        if original.resolved_by and not force:
+            self._release(claim)
+            return StepResult(StepStatus.SKIPPED, original.resolved_by, file_key, original.step, replay_of=entry_id)
+        return self.run(
+            file_key,
+            original.step,
+            fn,
+            input=original.input,
+            produces=original.produces,
+            description=original.description,
+            metadata=original.metadata,
+            raise_on_failure=raise_on_failure,
+            orchestrator=orchestrator,
+            replay_of=entry_id,
+            claim=claim,
+            entry_id=new_id,
+        )
