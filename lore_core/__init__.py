@@ -26,6 +26,7 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
+from .lifecycle import ActiveStep
 from .lineage import LineageNode, lineage_to_dot, lineage_to_json, lineage_to_mermaid, lineage_to_text
 from .models import (
     ArchiveRef,
@@ -37,13 +38,13 @@ from .models import (
     OrchestratorInfo,
     StepStatus,
 )
-from .steps import StepContext, StepResult
+from .steps import StepContext, StepResult, register_step
 from .stores import FileStore, MemoryStore, S3Store, Store, make_s3_client, open_store
-from .steps import register_step
 from .tracker import LoreTracker
 
 __all__ = [
     "AccessDeniedError",
+    "ActiveStep",
     "ArchiveRef",
     "BucketNotFoundError",
     "ConcurrentUpdateError",

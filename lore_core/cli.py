@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import HistoryNotFoundError, LoreError
+from .ids import format_timestamp
 from .lineage import lineage_to_dot, lineage_to_json, lineage_to_mermaid, lineage_to_text
-from .models import FileHistory, HistoryEntry, format_timestamp
+from .models import FileHistory, HistoryEntry
 from .tracker import LoreTracker
 
 __all__ = ["main"]

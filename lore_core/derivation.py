@@ -78,7 +78,9 @@ class Derivation:
                 break
         return out[: self.max_ancestry]
 
-    def derive_many(self, derived_keys: Sequence[str], source: LineageRef, source_doc: FileHistory | None = None) -> None:
+    def derive_many(
+        self, derived_keys: Sequence[str], source: LineageRef, source_doc: FileHistory | None = None
+    ) -> None:
         """Point each derived file's history at ``source`` (one write each when the file is new)."""
         if source_doc is None:
             source_doc = self.docs.load(source.file_key, source.bucket)

@@ -75,7 +75,7 @@ class FailureIndex:
 
     # ------------------------------------------------------------------ reading
 
-    def list(
+    def failed(
         self,
         file_prefix: str,
         step: str | None,
@@ -91,9 +91,11 @@ class FailureIndex:
             if parsed is None or (step is not None and parsed[2] != step):
                 continue
             lease = parsed[3]
-            if lease is not None and obj.last_modified is not None and obj.last_modified + timedelta(
-                seconds=lease + 1
-            ) > now:
+            if (
+                lease is not None
+                and obj.last_modified is not None
+                and obj.last_modified + timedelta(seconds=lease + 1) > now
+            ):
                 continue  # a running marker renewed within its lease: the step is alive, no read needed
             page.append((obj, parsed))
             if len(page) >= _PAGE:

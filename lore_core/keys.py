@@ -35,8 +35,8 @@ __all__ = [
     "history_key",
     "parse_failure_index_key",
     "validate_file_key",
-    "validate_step",
     "validate_prefix",
+    "validate_step",
 ]
 
 DEFAULT_PREFIX = ".lore-s3"
@@ -111,9 +111,10 @@ def validate_file_key(file_key: str, prefix: str) -> str:
         )
     longest = len(f"{reserved_root(prefix)}archive/{file_key}".encode()) + _DERIVED_TAIL_BYTES
     if longest > MAX_S3_KEY_BYTES:
+        room = MAX_S3_KEY_BYTES - longest + len(file_key.encode())
         raise InvalidKeyError(
             f"file key {file_key[:80]!r}... is too long: Lore's archive and claim names for it would exceed "
-            f"S3's {MAX_S3_KEY_BYTES} bytes (keep keys under {MAX_S3_KEY_BYTES - longest + len(file_key.encode())} bytes)"
+            f"S3's {MAX_S3_KEY_BYTES} bytes (keep keys under {room} bytes)"
         )
     return file_key
 

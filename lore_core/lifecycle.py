@@ -47,7 +47,7 @@ from .steps import Handler, HandlerRegistry, StepContext, StepResult
 from .stores import verify_conditional_writes
 from .values import limit_size, limit_text, to_jsonable
 
-__all__ = ["ErrorPolicy", "Lifecycle"]
+__all__ = ["ActiveStep", "ErrorPolicy", "Lifecycle"]
 
 log = logging.getLogger("lore")
 ErrorPolicy = Literal["raise", "log"]
@@ -150,7 +150,9 @@ class Lifecycle:
             doc = self.docs.load(file_key, fresh=True)
             found = doc.entry(entry_id) if doc is not None else None
         if doc is None:
-            raise HistoryNotFoundError(f"no history for {file_key!r} at {self.store.location(self.docs.history_key(file_key))}")
+            raise HistoryNotFoundError(
+                f"no history for {file_key!r} at {self.store.location(self.docs.history_key(file_key))}"
+            )
         if found is None:
             raise EntryNotFoundError(f"history of {file_key!r} has no entry {entry_id!r}")
         return found
@@ -216,7 +218,9 @@ class Lifecycle:
         lease = marker_lease(self.options.lease_seconds)
         self.index.mark_running(file_key, entry_id, step, lease)
         out = Outcome()
-        self.docs.update(file_key, renew_lease(file_key, entry_id, lease_expiry(self.options.lease_seconds), lease, out))
+        self.docs.update(
+            file_key, renew_lease(file_key, entry_id, lease_expiry(self.options.lease_seconds), lease, out)
+        )
         if out.entry is not None and out.entry.finished:
             # Finished meanwhile (its finisher may have looked before our marker existed).
             self.index.remove_marker(file_key, entry_id, step, lease)
@@ -242,7 +246,9 @@ class Lifecycle:
             metadata=metadata,
         )
 
-    def fail(self, file_key: str, entry_id: str, error: ErrorLike, *, metadata: dict[str, Any] | None = None) -> HistoryEntry:
+    def fail(
+        self, file_key: str, entry_id: str, error: ErrorLike, *, metadata: dict[str, Any] | None = None
+    ) -> HistoryEntry:
         file_key = self.file_key(file_key)
         return self._finish(file_key, entry_id, StepStatus.FAILED, error=self.error(error), metadata=metadata)
 
@@ -379,8 +385,7 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ track, run, replay
 
-    @contextmanager
-    def track(
+    def begin(
         self,
         file_key: str,
         step: str,
@@ -394,8 +399,14 @@ class Lifecycle:
         attempt: int | None = None,
         entry_id: str | None = None,
         on_error: ErrorPolicy = "raise",
+        logger: Any = None,
         claim: Claim | None = None,
-    ) -> Iterator[StepContext]:
+    ) -> ActiveStep:
+        """Start a step and its heartbeat; finish it with ``ActiveStep.succeed()`` / ``fail()``.
+
+        For callers whose start and end happen in different callbacks (Airflow); a block
+        of code uses ``track()``, which is this plus the ``with``.
+        """
         planned = as_list(produces)
         ctx = StepContext(
             file_key=file_key,
@@ -407,6 +418,7 @@ class Lifecycle:
             replay_of=replay_of,
             produces=list(planned),
         )
+        active = ActiveStep(self, ctx, on_error, logger or log, claim)
         try:
             started = self.start(
                 file_key,
@@ -420,46 +432,29 @@ class Lifecycle:
                 attempt=attempt,
                 entry_id=ctx.entry_id,
             )
-            ctx.attempt = started.attempt or 1
         except LoreError as exc:
-            if claim is not None:
-                self._release(claim)
-            if on_error == "raise":
-                raise
-            log.error("lore: could not record the start of %s on %r; the step runs untracked: %s", step, file_key, exc)
-            yield ctx
-            return
-        beat = Heartbeat(
+            active.release_claim()
+            active.report(f"the start of {step} on {file_key!r} (the step runs untracked)", exc)
+            active.tracked = False
+            return active
+        ctx.attempt = started.attempt or 1
+        active.heartbeat = Heartbeat(
             lambda: self._beat(file_key, ctx.entry_id, claim),
             self.options.lease_seconds,
             self.options.first_heartbeat_seconds,
             f"lore-heartbeat-{ctx.entry_id}",
         ).start()
+        return active
+
+    @contextmanager
+    def track(self, file_key: str, step: str, input: Any = None, **options: Any) -> Iterator[StepContext]:
+        active = self.begin(file_key, step, input, **options)
         try:
-            yield ctx
+            yield active.ctx
         except BaseException as exc:
-            beat.stop()
-            try:
-                ctx.recorded = self.fail(file_key, ctx.entry_id, exc, metadata=ctx.metadata or None)
-            except LoreError as tracking:
-                # The step's own exception matters more: log ours loudly and let theirs through.
-                log.error("lore: could not record the failure of entry %s on %r: %s", ctx.entry_id, file_key, tracking)
-            finally:
-                if claim is not None:
-                    self._release(claim)
+            active.fail(exc)
             raise
-        beat.stop()
-        try:
-            ctx.recorded = self.succeed(
-                file_key, ctx.entry_id, ctx.output, produces=ctx.produces, metadata=ctx.metadata or None
-            )
-        except LoreError as exc:
-            if on_error == "raise":
-                raise
-            log.error("lore: could not record the success of entry %s on %r: %s", ctx.entry_id, file_key, exc)
-        finally:
-            if claim is not None:
-                self._release(claim)
+        active.succeed()
 
     def _beat(self, file_key: str, entry_id: str, claim: Claim | None) -> bool:
         alive = self.heartbeat(file_key, entry_id)
@@ -600,3 +595,78 @@ class Lifecycle:
             claim=claim,
             entry_id=new_id,
         )
+
+
+class ActiveStep:
+    """A started step whose lease a heartbeat renews until ``succeed()`` or ``fail()`` ends it.
+
+    ``ctx`` is the step's ``StepContext`` (set ``ctx.output``, call ``ctx.produce``).
+    Tracking errors follow the policy given to ``begin()``: ``"raise"``, or ``"log"``
+    (logged loudly; the step itself is never failed by Lore). Finishing twice is a no-op.
+    """
+
+    def __init__(self, life: Lifecycle, ctx: StepContext, on_error: ErrorPolicy, logger: Any, claim: Claim | None):
+        self._life = life
+        self.ctx = ctx
+        self.on_error = on_error
+        self.logger = logger
+        self.claim = claim
+        self.heartbeat: Heartbeat | None = None
+        self.tracked = True
+        self.finished = False
+
+    @property
+    def entry_id(self) -> str:
+        return self.ctx.entry_id
+
+    def report(self, what: str, exc: LoreError, *, may_raise: bool = True) -> None:
+        if self.on_error == "raise" and may_raise:
+            raise exc
+        self.logger.error("lore: could not record %s: %s: %s", what, type(exc).__name__, exc)
+
+    def release_claim(self) -> None:
+        if self.claim is not None:
+            self._life._release(self.claim)
+            self.claim = None
+
+    def _end(self) -> bool:
+        if self.finished:
+            return False
+        self.finished = True
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        return self.tracked
+
+    def succeed(self, output: Any = None, *, produces: Iterable[str] = ()) -> HistoryEntry | None:
+        """Record success with ``output`` (or ``ctx.output``) and the produced files (plus ``ctx.produces``)."""
+        if not self._end():
+            return self.ctx.recorded
+        ctx = self.ctx
+        for key in produces:
+            ctx.produce(key)
+        try:
+            ctx.recorded = self._life.succeed(
+                ctx.file_key,
+                ctx.entry_id,
+                output if output is not None else ctx.output,
+                produces=ctx.produces,
+                metadata=ctx.metadata or None,
+            )
+        except LoreError as exc:
+            self.report(f"the success of entry {ctx.entry_id} of {ctx.step} on {ctx.file_key!r}", exc)
+        finally:
+            self.release_claim()
+        return ctx.recorded
+
+    def fail(self, error: ErrorLike) -> HistoryEntry | None:
+        """Record failure with ``error``; a tracking error here is only logged (the step's own error matters more)."""
+        if not self._end():
+            return self.ctx.recorded
+        ctx = self.ctx
+        try:
+            ctx.recorded = self._life.fail(ctx.file_key, ctx.entry_id, error, metadata=ctx.metadata or None)
+        except LoreError as exc:
+            self.report(f"the failure of entry {ctx.entry_id} of {ctx.step} on {ctx.file_key!r}", exc, may_raise=False)
+        finally:
+            self.release_claim()
+        return ctx.recorded

@@ -38,6 +38,7 @@ Timestamp = Annotated[
     PlainSerializer(format_timestamp, return_type=str, when_used="json"),
 ]
 
+
 class StepStatus(StrEnum):
     RUNNING = "running"
     SUCCESS = "success"

@@ -33,15 +33,23 @@ _WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class _Serialised:
-    """WSGI middleware: one request at a time, optional added latency."""
+    """WSGI middleware: one request at a time, optional added latency.
 
-    def __init__(self, app: _WSGIApp, latency_s: float) -> None:
+    With ``honour_conditions=False`` it drops ``If-Match`` / ``If-None-Match`` before
+    moto sees them: an S3-compatible server that ignores conditional writes.
+    """
+
+    def __init__(self, app: _WSGIApp, latency_s: float, honour_conditions: bool = True) -> None:
         self._app = app
         self._lock = threading.Lock()
         self.latency_s = latency_s
+        self.honour_conditions = honour_conditions
         self.requests = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not self.honour_conditions:
+            environ.pop("HTTP_IF_MATCH", None)
+            environ.pop("HTTP_IF_NONE_MATCH", None)
         if self.latency_s:
             # Latency is simulated outside the lock: real S3 serves requests in parallel.
             time.sleep(self.latency_s)
@@ -54,7 +62,16 @@ class _Serialised:
 class LocalS3Server:
     """moto's S3 server on 127.0.0.1, on a free port, in a background thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, latency_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: float = 0.0,
+        *,
+        honour_conditions: bool = True,
+    ) -> None:
+        """``honour_conditions=False`` makes the server ignore ``If-Match`` / ``If-None-Match``
+        (as some S3-compatible stores do), for testing that Lore refuses such a backend."""
         try:
             from moto.moto_server.werkzeug_app import (
                 DomainDispatcherApplication,
@@ -74,7 +91,7 @@ class LocalS3Server:
                 pass
 
         app = DomainDispatcherApplication(create_backend_app)
-        self._middleware = _Serialised(app, latency_ms / 1000.0)
+        self._middleware = _Serialised(app, latency_ms / 1000.0, honour_conditions)
         self._server = make_server(host, port, self._middleware, threaded=True, request_handler=_QuietHandler)
         self.host = host
         self.port = int(self._server.server_port)

@@ -31,7 +31,7 @@ from .config import TrackerOptions
 from .documents import Documents
 from .errors import InvalidKeyError, LoreError
 from .failure_index import FailureIndex
-from .lifecycle import ErrorLike, ErrorPolicy, Lifecycle, Orchestrator
+from .lifecycle import ActiveStep, ErrorLike, ErrorPolicy, Lifecycle, Orchestrator
 from .lineage import LineageNode, build_lineage
 from .models import FailedEntry, FileHistory, HistoryEntry, LineageRef, StepStatus
 from .redaction import Redactor
@@ -192,13 +192,15 @@ class LoreTracker:
         replay_of: str | None = None,
         attempt: int | None = None,
         on_error: ErrorPolicy = "raise",
+        logger: Any = None,
     ) -> AbstractContextManager[StepContext]:
         """Track the block as one step on ``file_key``: running → success, or failed with the exception.
 
         The entry's lease is renewed in the background while the block runs. Set
         ``ctx.output`` and call ``ctx.produce(key)`` inside. The block's exception is
         recorded and re-raised. ``on_error="log"`` logs tracking failures (the store is
-        down, ...) instead of raising them, so the block runs untracked rather than not at all.
+        down, ...) instead of raising them (to ``logger``, default the ``lore`` logger), so the
+        block runs untracked rather than not at all.
         """
         return self._life.track(
             file_key,
@@ -211,6 +213,38 @@ class LoreTracker:
             replay_of=replay_of,
             attempt=attempt,
             on_error=on_error,
+            logger=logger,
+        )
+
+    def begin(
+        self,
+        file_key: str,
+        step: str,
+        input: Any = None,
+        *,
+        produces: str | Iterable[str] | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        orchestrator: Orchestrator = None,
+        replay_of: str | None = None,
+        attempt: int | None = None,
+        on_error: ErrorPolicy = "raise",
+        logger: Any = None,
+    ) -> ActiveStep:
+        """``track()`` for callers whose start and end are different callbacks: the same lifecycle and
+        heartbeat, ended by ``active.succeed(output)`` or ``active.fail(error)``."""
+        return self._life.begin(
+            file_key,
+            step,
+            input,
+            produces=produces,
+            description=description,
+            metadata=metadata,
+            orchestrator=orchestrator,
+            replay_of=replay_of,
+            attempt=attempt,
+            on_error=on_error,
+            logger=logger,
         )
 
     def run(
@@ -404,7 +438,9 @@ class LoreTracker:
         doc = self.get_history(file_key)
         if doc is None:
             return []
-        names = [r.file_key if r.bucket in (None, self.bucket) else f"s3://{r.bucket}/{r.file_key}" for r in doc.derived_to]
+        names = [
+            r.file_key if r.bucket in (None, self.bucket) else f"s3://{r.bucket}/{r.file_key}" for r in doc.derived_to
+        ]
         return list(dict.fromkeys(names))
 
     def get_failed_steps(self, file_key: str, include_resolved: bool = False) -> list[HistoryEntry]:
@@ -448,7 +484,9 @@ class LoreTracker:
             if doc is not None:
                 yield doc
 
-    def list_failed(self, prefix: str | None = None, step: str | None = None, *, verify: bool = True) -> Iterator[FailedEntry]:
+    def list_failed(
+        self, prefix: str | None = None, step: str | None = None, *, verify: bool = True
+    ) -> Iterator[FailedEntry]:
         """Unresolved failed and abandoned entries across the bucket, from the failure index.
 
         One LIST per 1,000 index objects; with ``verify`` (the default) each candidate is
@@ -461,7 +499,7 @@ class LoreTracker:
             found = self._docs.fetch_many((None, k) for k in file_keys)
             return {k: found.get((self.bucket, k)) for k in file_keys}
 
-        return self._index.list(self._file_prefix(prefix), step, fetch if verify else None)
+        return self._index.failed(self._file_prefix(prefix), step, fetch if verify else None)
 
     def _file_prefix(self, prefix: str | None) -> str:
         if not prefix:

@@ -92,10 +92,7 @@ def build_lineage(root: FileHistory, bucket: str, fetch_one: FetchOne, max_nodes
     while frontier:
         # Parents no ancestry listed (other tools' documents, or ancestry cut at its bound).
         wanted = [
-            _absolute(ref, key[0])
-            for key in frontier
-            if (doc := docs.get(key)) is not None
-            for ref in doc.derived_from
+            _absolute(ref, key[0]) for key in frontier if (doc := docs.get(key)) is not None for ref in doc.derived_from
         ]
         _fetch_into(fetch_one, [k for k in wanted if k not in nodes], docs, errors)
         following: list[DocKey] = []

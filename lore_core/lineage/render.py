@@ -101,7 +101,9 @@ def lineage_to_dot(node: LineageNode) -> str:
 
 
 def lineage_to_json(node: LineageNode) -> dict[str, Any]:
-    """The graph as nested JSON: each file expanded once; a file met again is ``{"fileKey", "bucket", "shownElsewhere": true}``.
+    """The graph as nested JSON: each file expanded once.
+
+    A file met again is ``{"fileKey": ..., "bucket": ..., "shownElsewhere": true}``.
 
     The root carries ``"truncated": true`` when the node cap cut the graph.
     """
