@@ -134,7 +134,7 @@ def main() -> None:
         for day in range(1, args.days + 1):
             slow = set(pipe.rng.sample(pipe.files, 3))
             with ThreadPoolExecutor(max_workers=args.workers) as pool:
-                list(pool.map(lambda name, day=day: pipe.process(day, name, slow), pipe.files))
+                list(pool.map(lambda name, day=day, slow=slow: pipe.process(day, name, slow), pipe.files))
             replayed += pipe.replay_all()
             if day % 7 == 0:
                 for name in pipe.rng.sample(pipe.files, max(1, args.files // 20)):

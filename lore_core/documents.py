@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,7 +33,7 @@ from .ids import utc_now
 from .models import SCHEMA_VERSION, FileHistory
 from .stores import ConditionFailed, Store
 
-__all__ = ["Documents", "Mutation", "encode"]
+__all__ = ["Documents", "Mutation", "encode", "working_copy"]
 
 # A mutation gets a private copy of the current document (None if there is none) and
 # returns the new document, or None when the document already holds the change.
@@ -42,6 +43,44 @@ DocKey = tuple[str, str]
 
 def encode(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class _Version:
+    model: FileHistory
+    payload: dict[str, Any]
+    etag: str
+
+
+def working_copy(doc: FileHistory) -> FileHistory:
+    """A copy of ``doc`` whose lists a mutation may change; the entries themselves are shared."""
+    return doc.model_copy(
+        update={
+            "entries": list(doc.entries),
+            "derived_from": list(doc.derived_from),
+            "derived_to": list(doc.derived_to),
+            "ancestry": list(doc.ancestry) if doc.ancestry is not None else None,
+            "archived": list(doc.archived) if doc.archived is not None else None,
+        }
+    )
+
+
+def _payload(doc: FileHistory, base: _Version | None) -> dict[str, Any]:
+    """``doc`` as stored; entries that are the very objects of ``base`` reuse their stored JSON."""
+    top = doc.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"entries"})
+    reuse: dict[int, Any] = {}
+    if base is not None:
+        stored = base.payload.get("entries")
+        if isinstance(stored, list) and len(stored) == len(base.model.entries):
+            reuse = {id(e): raw for e, raw in zip(base.model.entries, stored, strict=True)}
+    entries = [reuse.get(id(e)) or e.to_json_dict() for e in doc.entries]
+    out: dict[str, Any] = {}
+    for key, value in top.items():
+        if key in ("archived", "createdAt", "updatedAt") and "entries" not in out:
+            out["entries"] = entries
+        out[key] = value
+    out.setdefault("entries", entries)
+    return out
 
 
 def _summarise(exc: Exception) -> str:
@@ -60,9 +99,11 @@ class Documents:
         self.bucket = store.bucket
         self.prefix = prefix
         self.options = options
-        # Documents as stored (JSON dicts): validating one into a fresh FileHistory is
-        # cheaper than deep-copying a model, and every mutation attempt needs its own copy.
-        self._cache: OrderedDict[DocKey, tuple[dict[str, Any], str]] = OrderedDict()
+        # The last version read or written of each document: its model (never changed in
+        # place: mutations work on a shallow copy and copy an entry before changing it), the
+        # JSON it was stored as (unchanged entries are written back from it, not dumped
+        # again) and its ETag. A step on a long history so costs little more than on a new one.
+        self._cache: OrderedDict[DocKey, _Version] = OrderedDict()
         self._lock = threading.Lock()
 
     def store_for(self, bucket: str | None) -> Store:
@@ -73,18 +114,18 @@ class Documents:
 
     # ------------------------------------------------------------------ ETag cache
 
-    def _cached(self, store: Store, hkey: str) -> tuple[dict[str, Any], str] | None:
+    def _cached(self, store: Store, hkey: str) -> _Version | None:
         with self._lock:
             found = self._cache.get((store.bucket, hkey))
             if found is not None:
                 self._cache.move_to_end((store.bucket, hkey))
             return found
 
-    def _remember(self, store: Store, hkey: str, raw: dict[str, Any], etag: str) -> None:
+    def _remember(self, store: Store, hkey: str, version: _Version) -> None:
         if self.options.cache_size <= 0:
             return
         with self._lock:
-            self._cache[(store.bucket, hkey)] = (raw, etag)
+            self._cache[(store.bucket, hkey)] = version
             self._cache.move_to_end((store.bucket, hkey))
             while len(self._cache) > self.options.cache_size:
                 self._cache.popitem(last=False)
@@ -95,12 +136,19 @@ class Documents:
 
     # ------------------------------------------------------------------ reading
 
-    def read(self, store: Store, hkey: str) -> tuple[dict[str, Any] | None, str | None]:
-        """The stored document (validated) as a JSON dict, and its ETag."""
-        found = store.get(hkey)
+    def read(self, store: Store, hkey: str) -> _Version | None:
+        """The stored document, validated once (shared: never change it), or None.
+
+        When a version is cached, the read is conditional: an unchanged document (304)
+        costs neither its body nor a parse.
+        """
+        known = self._cached(store, hkey)
+        found = store.get(hkey, if_none_match=known.etag if known is not None else None)
         if found is None:
             self.forget(store, hkey)
-            return None, None
+            return None
+        if found.not_modified and known is not None:
+            return known
         limit = self.options.max_document_bytes
         if len(found.data) > limit:
             raise CorruptHistoryError(
@@ -109,35 +157,42 @@ class Documents:
             )
         try:
             raw = json.loads(found.data)
-            FileHistory.model_validate(raw)
+            model = FileHistory.model_validate(raw)
         except RecursionError:
             raise CorruptHistoryError(store.location(hkey), "document is nested too deeply to parse") from None
         except (ValueError, ValidationError) as exc:
             reason = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else _summarise(exc)
             raise CorruptHistoryError(store.location(hkey), reason) from None
-        self._remember(store, hkey, raw, found.etag)
-        return raw, found.etag
+        version = _Version(model, raw, found.etag)
+        self._remember(store, hkey, version)
+        return version
 
     def load(self, file_key: str, bucket: str | None = None, *, fresh: bool = False) -> FileHistory | None:
-        """The document of ``file_key`` (from the cache unless ``fresh``), or None."""
+        """The document of ``file_key`` (from the cache unless ``fresh``), or None. Shared: don't change it."""
         store = self.store_for(bucket)
         hkey = self.history_key(file_key)
-        raw: dict[str, Any] | None = None
-        if not fresh:
-            cached = self._cached(store, hkey)
-            if cached is not None:
-                raw = cached[0]
-        if raw is None:
-            raw = self.read(store, hkey)[0]
-        return FileHistory.model_validate(raw) if raw is not None else None
+        version = None if fresh else self._cached(store, hkey)
+        if version is None:
+            version = self.read(store, hkey)
+        return version.model if version is not None else None
 
-    def fetch_many(self, wanted: Iterable[tuple[str | None, str]]) -> dict[DocKey, FileHistory | None]:
-        """Read many histories at once, in parallel (one round trip)."""
+    def load_copy(self, file_key: str, bucket: str | None = None) -> FileHistory | None:
+        """A fresh read, as a model of the caller's own (for users, who may change what they get)."""
+        store = self.store_for(bucket)
+        version = self.read(store, self.history_key(file_key))
+        return FileHistory.model_validate(version.payload) if version is not None else None
+
+    def fetch_many(
+        self, wanted: Iterable[tuple[str | None, str]], *, copies: bool = False
+    ) -> dict[DocKey, FileHistory | None]:
+        """Read many histories at once, in parallel (one round trip); shared models unless ``copies``."""
         unique = list(dict.fromkeys((bucket or self.bucket, key) for bucket, key in wanted))
         if not unique:
             return {}
 
         def fetch(item: DocKey) -> FileHistory | None:
+            if copies:
+                return self.load_copy(item[1], item[0])
             return self.load(item[1], item[0], fresh=True)
 
         if len(unique) == 1:
@@ -177,35 +232,29 @@ class Documents:
         """
         store = self.store_for(bucket)
         hkey = self.history_key(file_key)
-        cached = self._cached(store, hkey)
-        raw: dict[str, Any] | None
-        etag: str | None
-        if cached is not None:
-            raw, etag = cached
-        elif assume_new:
-            raw, etag = None, None
-        else:
-            raw, etag = self.read(store, hkey)
-        speculative = cached is not None or assume_new
+        base = self._cached(store, hkey)
+        speculative = base is not None or assume_new
+        if base is None and not assume_new:
+            base = self.read(store, hkey)
         attempt = 0
         while True:
             try:
-                new = mutate(FileHistory.model_validate(raw) if raw is not None else None)
+                new = mutate(working_copy(base.model) if base is not None else None)
             except EntryNotFoundError:
                 if not speculative:
                     raise
                 speculative = False  # the cached copy may be stale; decide on a fresh read
-                raw, etag = self.read(store, hkey)
+                base = self.read(store, hkey)
                 continue
             if new is None:
-                if raw is None and speculative:
+                if base is None and speculative:
                     speculative = False
-                    raw, etag = self.read(store, hkey)
+                    base = self.read(store, hkey)
                     continue
-                return FileHistory.model_validate(raw) if raw is not None else None
+                return base.model if base is not None else None
             new.updated_at = utc_now()
             new.schema_version = SCHEMA_VERSION
-            payload = new.to_json_dict()
+            payload = _payload(new, base)
             data = encode(payload)
             if archive_overflow(
                 store,
@@ -215,8 +264,9 @@ class Documents:
                 max_live_bytes=self.options.max_live_bytes,
                 size=len(data),
             ):
-                payload = new.to_json_dict()
+                payload = _payload(new, base)
                 data = encode(payload)
+            etag = base.etag if base is not None else None
             try:
                 new_etag = store.put(hkey, data, if_match=etag, if_none_match=etag is None)
             except ConditionFailed as conflict:
@@ -231,7 +281,7 @@ class Documents:
                     # Full jitter: spreads competing writers out instead of letting them collide again.
                     time.sleep(random.uniform(0, min(0.5, 0.01 * (2**attempt))))
                 speculative = False
-                raw, etag = self.read(store, hkey)
+                base = self.read(store, hkey)
                 continue
-            self._remember(store, hkey, payload, new_etag)
+            self._remember(store, hkey, _Version(new, payload, new_etag))
             return new

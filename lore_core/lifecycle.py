@@ -17,6 +17,7 @@ It does not read lineage or list anything (the tracker facade does).
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -298,7 +299,7 @@ class Lifecycle:
         if entry.marker_lease is not None:
             self.index.remove_marker(file_key, entry.id, entry.step, entry.marker_lease)
         self.index.forget(file_key, out.resolved)
-        return entry
+        return entry.model_copy(deep=True)  # the caller's own: the cached document shares this entry
 
     def record(
         self,
@@ -370,7 +371,7 @@ class Lifecycle:
             self.derivation.link_forward(source, LineageRef(file_key=file_key, entry_id=source.entry_id))
         if out.entry is None:
             raise EntryNotFoundError(f"history of {file_key!r} lost entry {entry.id!r} while it was written")
-        return out.entry
+        return out.entry.model_copy(deep=True)
 
     def clear(self, file_key: str) -> None:
         file_key = self.file_key(file_key)
@@ -585,7 +586,7 @@ class Lifecycle:
             file_key,
             original.step,
             fn,
-            input=original.input,
+            input=copy.deepcopy(original.input),  # the handler's own: the cached document holds the original
             produces=original.produces,
             description=original.description,
             metadata=original.metadata,

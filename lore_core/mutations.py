@@ -33,6 +33,7 @@ __all__ = [
     "link_derived_from",
     "link_derived_to",
     "merge_ancestry",
+    "own",
     "renew_lease",
     "upsert_ref",
 ]
@@ -58,6 +59,21 @@ class Outcome:
         self.resolved = []
         self.dropped = []
         self.segments = []
+
+
+def own(doc: FileHistory, entry: HistoryEntry) -> HistoryEntry:
+    """A private copy of ``entry``, put in its place in ``doc``, to change.
+
+    Documents handed to a mutation share their entry objects with the cached copy the
+    next update starts from (copying every entry per step would cost more than the
+    step), so an entry is copied the moment a mutation changes it, never changed in place.
+    """
+    for i, item in enumerate(doc.entries):
+        if item is entry:
+            copy = entry.model_copy()
+            doc.entries[i] = copy
+            return copy
+    raise ValueError(f"entry {entry.id} is not in the document of {doc.file_key!r}")
 
 
 # ---------------------------------------------------------------------- lineage refs
@@ -170,6 +186,7 @@ def renew_lease(file_key: str, entry_id: str, expires: datetime, marker_lease: i
         out.previous = entry.status
         if entry.finished:
             return None
+        entry = own(doc, entry)
         changed = False
         if entry.lease_expires_at is None or entry.lease_expires_at < expires:
             entry.lease_expires_at = expires
@@ -193,6 +210,7 @@ def _resolve_failures(doc: FileHistory, success: HistoryEntry) -> list[HistoryEn
         if not entry.unresolved_failure or entry.id == success.id:
             continue
         if entry.id == success.replay_of or (entry.step == success.step and entry.id < success.id):
+            entry = own(doc, entry)
             if entry.status is StepStatus.RUNNING:
                 expired = entry.lease_expires_at or utc_now()
                 entry.status = StepStatus.FAILED
@@ -234,6 +252,7 @@ def finish(
         changed = _normalise(doc)
         expired = entry.error is not None and entry.error.name == LEASE_EXPIRED
         if not entry.finished or (entry.status is not status) or (status is StepStatus.FAILED and expired):
+            entry = own(doc, entry)
             entry.status = status
             entry.completed_at = completed
             entry.duration_ms = duration_ms(entry.started_at, completed)

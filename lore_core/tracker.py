@@ -416,7 +416,7 @@ class LoreTracker:
         self, file_key: str, bucket: str | None = None, *, include_archived: bool = False
     ) -> FileHistory | None:
         """The file's history as stored now (one read), or None; ``include_archived`` adds archived entries first."""
-        doc = self._docs.load(self._file_key(file_key), bucket, fresh=True)
+        doc = self._docs.load_copy(self._file_key(file_key), bucket)
         if doc is not None and include_archived:
             return self._docs.with_archive(doc, bucket)
         return doc
@@ -478,7 +478,7 @@ class LoreTracker:
             yield from self._read_batch(batch)
 
     def _read_batch(self, file_keys: list[str]) -> Iterator[FileHistory]:
-        docs = self._docs.fetch_many((None, k) for k in file_keys)
+        docs = self._docs.fetch_many(((None, k) for k in file_keys), copies=True)
         for key in file_keys:
             doc = docs.get((self.bucket, key))
             if doc is not None:

@@ -32,6 +32,9 @@ __all__ = [
 class StoredObject:
     data: bytes
     etag: str
+    #: True when a conditional read (``get(key, if_none_match=etag)``) found the object unchanged;
+    #: ``data`` is then empty and the caller's copy is current.
+    not_modified: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,12 @@ class Store(ABC):
         self.stats = RequestStats()
 
     @abstractmethod
-    def get(self, key: str) -> StoredObject | None:
-        """The object and its ETag, or None when there is no such object."""
+    def get(self, key: str, *, if_none_match: str | None = None) -> StoredObject | None:
+        """The object and its ETag, or None when there is no such object.
+
+        With ``if_none_match`` (an ETag the caller holds), an unchanged object comes back as
+        ``StoredObject(b"", etag, not_modified=True)`` without its body (HTTP 304 on S3).
+        """
 
     @abstractmethod
     def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:

@@ -79,9 +79,12 @@ class FileStore(Store):
             raise StoreError(f"cannot read {self.location(key)}: {exc}") from exc
         return StoredObject(data, _etag(data))
 
-    def get(self, key: str) -> StoredObject | None:
+    def get(self, key: str, *, if_none_match: str | None = None) -> StoredObject | None:
         self.stats.add("get")
-        return self._read(key, self._path(key))
+        found = self._read(key, self._path(key))
+        if found is not None and if_none_match is not None and found.etag == if_none_match:
+            return StoredObject(b"", found.etag, not_modified=True)
+        return found
 
     def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
         self.stats.add("put")

@@ -24,10 +24,12 @@ class MemoryStore(Store):
         with _registry_lock:
             self._objects, self._lock = _registry.setdefault(name, ({}, threading.Lock()))
 
-    def get(self, key: str) -> StoredObject | None:
+    def get(self, key: str, *, if_none_match: str | None = None) -> StoredObject | None:
         self.stats.add("get")
         with self._lock:
             found = self._objects.get(key)
+        if found is not None and if_none_match is not None and found[1] == if_none_match:
+            return StoredObject(b"", found[1], not_modified=True)
         return None if found is None else StoredObject(found[0], found[1])
 
     def put(self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:

@@ -45,7 +45,8 @@ class LandThenDrop:
         self._http = urllib3.PoolManager()
 
     def before_send(self, request: Any, **kwargs: Any) -> None:
-        if self.fired == 0 and self.condition_header in request.headers and ".lore-s3/" in request.url and "/~lore/probe/" not in request.url:
+        ours = ".lore-s3/" in request.url and "/~lore/probe/" not in request.url  # not the self-check
+        if self.fired == 0 and self.condition_header in request.headers and ours:
             self.fired += 1
             landed = self._http.request(request.method, request.url, body=_body(request), headers=dict(request.headers))
             assert landed.status == 200, landed.data
