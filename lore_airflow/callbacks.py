@@ -49,7 +49,7 @@ class LoreCallback:
         settings = self.settings()
         ti = context["ti"]
         if self.phase == "start":
-            with guarded(settings, f"start tracking {ti.dag_id}.{ti.task_id}"):
+            with guarded(settings, f"the start of {ti.dag_id}.{ti.task_id}"):
                 TaskTracking.begin(
                     ti,
                     context.get("task") or ti.task,
@@ -64,12 +64,13 @@ class LoreCallback:
             if settings.raise_on_error:
                 # Airflow logs and swallows callback errors; post_execute is where a
                 # tracking error can still fail the task, so raise mode finishes here.
-                push_touched_files(ti, TaskTracking.succeed(ti))
+                with guarded(settings, f"the success of {ti.dag_id}.{ti.task_id}"):
+                    push_touched_files(ti, TaskTracking.succeed(ti))
         elif self.phase == "success":
-            with guarded(settings, f"finish tracking {ti.dag_id}.{ti.task_id}"):
+            with guarded(settings, f"the success of {ti.dag_id}.{ti.task_id}"):
                 push_touched_files(ti, TaskTracking.succeed(ti))
         elif self.phase == "failure":
-            with guarded(settings, f"record the failure of {ti.dag_id}.{ti.task_id}"):
+            with guarded(settings, f"the failure of {ti.dag_id}.{ti.task_id}"):
                 push_touched_files(ti, TaskTracking.fail(ti, context.get("exception")))
 
 
@@ -81,18 +82,21 @@ def lore_callbacks(
     region: str | None = None,
     raise_on_error: bool | None = None,
     hook_lineage: bool | None = None,
+    lease_seconds: float | None = None,
     inlets: Iterable[Any] = (),
     outlets: Iterable[Any] = (),
 ) -> dict[str, Any]:
     """Keyword arguments for ``@task(...)`` or any operator that make Lore track the task.
 
-    For each ``s3://`` inlet an entry is recorded (step ``dag_id.task_id``); on success
-    each ``s3://`` outlet is registered as derived from the inlets; on failure (and
-    on each retry) the error is recorded. Options left as None come from ``[lore]``
-    in Airflow's config. ``inlets``/``outlets`` add templated keys to the task's own,
+    For each ``s3://`` inlet an entry is begun (step ``dag_id.task_id``) and its lease
+    renewed by a heartbeat while the task runs; on success each ``s3://`` outlet is
+    registered as derived from the inlets; on failure (and on each retry) the error is
+    recorded. Options left as None come from ``[lore]`` in Airflow's config
+    (``lease_seconds`` too). ``inlets``/``outlets`` add templated keys to the task's own,
     e.g. ``inlets=["s3://bucket/raw/{{ op_kwargs.name }}"]`` for a mapped task.
 
-    With ``raise_on_error=True`` a tracking error fails the task; tracking then
+    A tracking error is logged at ERROR and the task goes on. With
+    ``raise_on_error=True`` it fails the task (``LoreTrackingError``); tracking then
     starts in ``pre_execute`` and finishes in ``post_execute`` (Airflow swallows
     exceptions raised by callbacks).
     """
@@ -103,6 +107,7 @@ def lore_callbacks(
         "region": region,
         "raise_on_error": raise_on_error,
         "hook_lineage": hook_lineage,
+        "lease_seconds": lease_seconds,
     }
     extra_in, extra_out = list(inlets), list(outlets)
 

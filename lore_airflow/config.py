@@ -10,7 +10,12 @@ arguments, which win over the config.
   honoured); empty means boto3's credential chain.
 - ``endpoint_url`` / ``region``: for the boto3 chain (MinIO, a local S3 server).
 - ``raise_on_error``: ``True`` makes a tracking failure fail the task (default
-  ``False``: it is logged as a warning with the reason).
+  ``False``: it is logged as an error naming what was not recorded, and the task
+  goes on).
+- ``lease_seconds``: how long a running entry stays valid without renewal (default
+  Lore's, 600). While the task runs a heartbeat renews it every third of the lease,
+  so only a task whose worker died is ever reported abandoned.
+- ``first_heartbeat_seconds``: delay before the first renewal (default Lore's, 5).
 - ``hook_lineage``: ``True`` (default): S3 reads/writes made through ``S3Hook``
   count as inlets/outlets.
 - ``listener``: ``True`` (default): the plugin's listener tracks tasks with
@@ -30,6 +35,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from lore_core import LoreConfigError
 
 __all__ = ["LoreSettings"]
 
@@ -56,6 +63,15 @@ def _as_bool(value: str | bool | None, default: bool) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _as_seconds(option: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise LoreConfigError(f"[lore] {option} must be a number of seconds, got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class LoreSettings:
     """Where Lore writes and how it reacts to its own failures."""
@@ -68,6 +84,8 @@ class LoreSettings:
     hook_lineage: bool = True
     listener: bool = True
     ui_default_prefix: str | None = None
+    lease_seconds: float | None = None
+    first_heartbeat_seconds: float | None = None
 
     @classmethod
     def from_airflow(cls, **overrides: Any) -> LoreSettings:
@@ -81,6 +99,8 @@ class LoreSettings:
             "hook_lineage": _as_bool(_conf_get("hook_lineage"), True),
             "listener": _as_bool(_conf_get("listener"), True),
             "ui_default_prefix": _conf_get("ui_default_prefix"),
+            "lease_seconds": _as_seconds("lease_seconds", _conf_get("lease_seconds")),
+            "first_heartbeat_seconds": _as_seconds("first_heartbeat_seconds", _conf_get("first_heartbeat_seconds")),
         }
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(overrides) - names
@@ -88,3 +108,8 @@ class LoreSettings:
             raise TypeError(f"unknown Lore setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def tracker_options(self) -> dict[str, Any]:
+        """The ``LoreTracker`` options these settings set (Lore's defaults for the rest)."""
+        options = {"lease_seconds": self.lease_seconds, "first_heartbeat_seconds": self.first_heartbeat_seconds}
+        return {name: value for name, value in options.items() if value is not None}

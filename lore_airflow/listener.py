@@ -57,7 +57,7 @@ class LoreListener:
         task = task_instance.task
         if settings is None or has_lore_callbacks(task) or getattr(task, "lore_self_tracking", False):
             return
-        with guarded(settings, f"start tracking {task_instance.dag_id}.{task_instance.task_id}"):
+        with guarded(settings, f"the start of {task_instance.dag_id}.{task_instance.task_id}"):
             context = task_instance.get_template_context()
             TaskTracking.begin(task_instance, task_instance.task, context, settings, owner=OWNER)
 
@@ -66,7 +66,7 @@ class LoreListener:
         if not _runtime_ti(task_instance) or TaskTracking.owner(task_instance) != OWNER:
             return
         settings = self._settings() or LoreSettings.from_airflow()
-        with guarded(settings, f"finish tracking {task_instance.dag_id}.{task_instance.task_id}"):
+        with guarded(settings, f"the success of {task_instance.dag_id}.{task_instance.task_id}"):
             output, has_output = None, False
             if getattr(task_instance.task, "do_xcom_push", False) and TaskTracking.has_work(task_instance):
                 # The listener is not handed the return value; the task's XCom holds it.
@@ -81,7 +81,7 @@ class LoreListener:
         if not _runtime_ti(task_instance) or TaskTracking.owner(task_instance) != OWNER:
             return
         settings = self._settings() or LoreSettings.from_airflow()
-        with guarded(settings, f"record the failure of {task_instance.dag_id}.{task_instance.task_id}"):
+        with guarded(settings, f"the failure of {task_instance.dag_id}.{task_instance.task_id}"):
             push_touched_files(task_instance, TaskTracking.fail(task_instance, error))
 
 

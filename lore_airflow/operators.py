@@ -23,11 +23,12 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from lore_core import OrchestratorInfo, StepContext
+from lore_core import StepContext
+from lore_core.integration import s3_url
 
 from .config import LoreSettings
 from .links import LoreLineageLink
-from .tracking import push_touched_files, task_instance_url, tracker_for
+from .tracking import push_touched_files, ti_orchestrator, tracker_for
 
 __all__ = ["LoreReplayOperator"]
 
@@ -90,20 +91,10 @@ class LoreReplayOperator(BaseOperator):
             if handler is None:
                 raise AirflowException(f"no Lore step registered as {self.handler_name!r}")
         ti = context["ti"]
-        map_index = getattr(ti, "map_index", -1)
-        orchestrator = OrchestratorInfo(
-            system="airflow",
-            run_id=ti.run_id,
-            job=ti.dag_id,
-            task=ti.task_id,
-            try_number=ti.try_number,
-            map_index=map_index if map_index is not None and map_index >= 0 else None,
-            url=task_instance_url(ti.dag_id, ti.run_id, ti.task_id, map_index, ti.try_number),
-        )
         result = tracker.replay(
-            entry["file_key"], entry["entry_id"], handler, force=self.force, orchestrator=orchestrator
+            entry["file_key"], entry["entry_id"], handler, force=self.force, orchestrator=ti_orchestrator(ti)
         )
-        uri = f"s3://{tracker.bucket}/{result.file_key}"
+        uri = s3_url(tracker.bucket, result.file_key)
         push_touched_files(ti, [uri])
         summary = {
             "file_key": result.file_key,

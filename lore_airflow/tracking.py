@@ -1,8 +1,11 @@
 """The one place that turns a task instance's life into Lore entries.
 
 Callbacks and the listener both call :class:`TaskTracking`; it keeps, per task
-instance try, the entries it started, so whichever of them comes first records
-and the other finds the work done (no double entries when both are active).
+instance try, the steps it began with the core's ``tracker.begin()`` (an
+``ActiveStep`` per file, whose lease a heartbeat renews while the task runs), so
+whichever of them comes first records and the other finds the work done (no double
+entries when both are active). Tracking errors follow ``lore_core.integration``'s
+policy: logged at ERROR, raised only with ``raise_on_error``.
 
 Example::
 
@@ -18,14 +21,24 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import quote, unquote
 
-from lore_core import HistoryEntry, LoreTracker, OrchestratorInfo
+from lore_core import ActiveStep, HistoryEntry, InvalidKeyError, LoreConfigError, LoreTracker, OrchestratorInfo
 from lore_core.ids import utc_now
+from lore_core.integration import (
+    TrackingError,
+    error_policy,
+    is_s3_url,
+    orchestrator_info,
+    parse_s3_url,
+    s3_url,
+    tracking_errors,
+)
+from lore_core.keys import DEFAULT_PREFIX
 
 from .config import LoreSettings
 
@@ -35,6 +48,7 @@ __all__ = [
     "TaskTracking",
     "parse_s3_uri",
     "task_instance_url",
+    "ti_orchestrator",
     "tracker_for",
 ]
 
@@ -43,8 +57,8 @@ log = logging.getLogger("lore.airflow")
 XCOM_FILES_KEY = "lore_files"
 
 
-class LoreTrackingError(RuntimeError):
-    """Raised instead of a warning when ``raise_on_error`` is set."""
+#: Raised instead of logging when ``raise_on_error`` is set (a ``RuntimeError``; the cause is chained).
+LoreTrackingError = TrackingError
 
 
 @dataclass(frozen=True)
@@ -54,18 +68,17 @@ class S3Object:
 
     @property
     def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+        return s3_url(self.bucket, self.key)
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str] | None:
+def parse_s3_uri(uri: object) -> tuple[str, str] | None:
     """``(bucket, key)`` for ``s3://bucket/key``; None for anything else (other schemes, no key)."""
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
+    if not is_s3_url(uri):
         return None
-    parsed = urlparse(uri)
-    key = unquote(parsed.path.lstrip("/"))
-    if not parsed.netloc or not key:
+    try:
+        return parse_s3_url(uri)
+    except InvalidKeyError:
         return None
-    return parsed.netloc, key
 
 
 # ---------------------------------------------------------------------- trackers
@@ -91,10 +104,10 @@ def _s3_client(settings: LoreSettings) -> Any:
 
 def store_bucket_and_prefix(store: str) -> tuple[str | None, str]:
     """The default bucket and the history prefix of a store URL (bucket None for non-S3 stores)."""
-    parsed = urlparse(store)
-    if parsed.scheme == "s3":
-        return parsed.netloc, parsed.path.strip("/") or ".lore-s3"
-    return None, ""
+    if not is_s3_url(store):
+        return None, ""
+    bucket, path = parse_s3_url(store, key_required=False)
+    return bucket, path.strip("/") or DEFAULT_PREFIX
 
 
 def tracker_for(settings: LoreSettings, bucket: str | None = None) -> LoreTracker:
@@ -103,21 +116,23 @@ def tracker_for(settings: LoreSettings, bucket: str | None = None) -> LoreTracke
     ``file://`` and ``memory://`` stores hold every bucket's files in the one store.
     """
     if not settings.store:
-        raise LoreTrackingError("no Lore store configured: set [lore] store (AIRFLOW__LORE__STORE) or pass store=")
+        raise LoreConfigError("no Lore store configured: set [lore] store (AIRFLOW__LORE__STORE) or pass store=")
     default_bucket, prefix = store_bucket_and_prefix(settings.store)
+    options = settings.tracker_options()
     if default_bucket is None:
         cache_key: tuple[Any, ...] = (settings.store,)
     else:
         bucket = bucket or default_bucket
         cache_key = (bucket, prefix, settings.aws_conn_id, settings.endpoint_url, settings.region)
+    cache_key += tuple(sorted(options.items()))
     with _trackers_lock:
         found = _trackers.get(cache_key)
         if found is not None:
             return found
     if default_bucket is None:
-        tracker = LoreTracker.from_url(settings.store)
+        tracker = LoreTracker.from_url(settings.store, **options)
     else:
-        tracker = LoreTracker(bucket=bucket, prefix=prefix, s3_client=_s3_client(settings))
+        tracker = LoreTracker(bucket=bucket, prefix=prefix, s3_client=_s3_client(settings), **options)
     with _trackers_lock:
         return _trackers.setdefault(cache_key, tracker)
 
@@ -142,6 +157,20 @@ def task_instance_url(dag_id: str, run_id: str, task_id: str, map_index: int | N
     if try_number:
         url += f"?try_number={try_number}"
     return url
+
+
+def ti_orchestrator(ti: Any) -> OrchestratorInfo:
+    """The task instance try as Lore's ``OrchestratorInfo``: run, DAG, task, try, map index, UI link."""
+    _, _, _, map_index, try_number = ti_key(ti)
+    return orchestrator_info(
+        "airflow",
+        ti.run_id,
+        ti.dag_id,
+        ti.task_id,
+        try_number=try_number,
+        map_index=map_index,
+        url=task_instance_url(ti.dag_id, ti.run_id, ti.task_id, map_index, try_number),
+    )
 
 
 def _jsonable_only(value: Any) -> Any:
@@ -206,16 +235,26 @@ def _render(value: str, task: Any, context: Mapping[str, Any] | None) -> str:
 
 
 def resolve_s3_objects(items: Iterable[Any], task: Any, context: Mapping[str, Any] | None) -> list[S3Object]:
-    """``s3://`` objects among inlets/outlets: ``Asset``s, plain strings, templated strings."""
+    """``s3://`` objects among inlets/outlets: ``Asset``s, plain strings, templated strings.
+
+    Other schemes are not Lore's business; an ``s3://`` URL that names no object (no
+    key) is left out with a warning that quotes it.
+    """
     out: list[S3Object] = []
     for item in items or ():
         uri = item if isinstance(item, str) else getattr(item, "uri", None)
         if not isinstance(uri, str):
             continue
         uri = _render(unquote(uri) if "%7B%7B" in uri else uri, task, context)
-        parsed = parse_s3_uri(uri)
-        if parsed is not None and S3Object(*parsed) not in out:
-            out.append(S3Object(*parsed))
+        if not is_s3_url(uri):
+            continue
+        try:
+            obj = S3Object(*parse_s3_url(uri))
+        except InvalidKeyError as exc:
+            log.warning("Lore: not tracking inlet/outlet of %s: %s", getattr(task, "task_id", task), exc)
+            continue
+        if obj not in out:
+            out.append(obj)
     return out
 
 
@@ -276,8 +315,8 @@ class _Started:
     started_at: datetime
     hook_before: dict[str, int]
     owner: str
-    # (bucket, key) -> entry id of the running entry on that file
-    entries: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (bucket, key) -> the step begun on that file (its heartbeat runs until it is finished)
+    entries: dict[tuple[str, str], ActiveStep] = field(default_factory=dict)
     result: Any = None
     has_result: bool = False
 
@@ -294,17 +333,33 @@ def ti_key(ti: Any) -> TIKey:
     return (ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else int(map_index), int(ti.try_number or 1))
 
 
-@contextmanager
-def guarded(settings: LoreSettings, what: str) -> Iterator[None]:
-    """Log a tracking failure as a warning with its reason, or raise it with ``raise_on_error``."""
-    try:
-        yield
-    except LoreTrackingError:
-        raise
-    except Exception as exc:
-        if settings.raise_on_error:
-            raise LoreTrackingError(f"Lore could not {what}: {type(exc).__name__}: {exc}") from exc
-        log.warning("Lore could not %s (the task is not affected): %s: %s", what, type(exc).__name__, exc)
+def guarded(settings: LoreSettings, what: str) -> AbstractContextManager[None]:
+    """``lore_core.integration.tracking_errors`` with these settings: log at ERROR, raise with ``raise_on_error``."""
+    return tracking_errors(what, raise_on_error=settings.raise_on_error, logger=log)
+
+
+class _EachFile:
+    """Guards the write of each file; with ``raise_on_error`` the first error is raised once every file was tried.
+
+    So one unreachable bucket never leaves the other files' steps unfinished (their
+    heartbeats would otherwise renew them for as long as the process lives).
+    """
+
+    def __init__(self, settings: LoreSettings) -> None:
+        self.settings = settings
+        self.first: TrackingError | None = None
+
+    @contextmanager
+    def guard(self, what: str) -> Iterator[None]:
+        try:
+            with guarded(self.settings, what):
+                yield
+        except TrackingError as exc:
+            self.first = self.first or exc
+
+    def raise_first(self) -> None:
+        if self.first is not None:
+            raise self.first
 
 
 class TaskTracking:
@@ -334,16 +389,7 @@ class TaskTracking:
         outlets = resolve_s3_objects([*(getattr(task, "outlets", None) or []), *extra_outlets], task, context)
         if not inlets and not outlets and not settings.hook_lineage:
             return False
-        map_index = key[3]
-        orchestrator = OrchestratorInfo(
-            system="airflow",
-            run_id=ti.run_id,
-            job=ti.dag_id,
-            task=ti.task_id,
-            try_number=key[4],
-            map_index=map_index if map_index >= 0 else None,
-            url=task_instance_url(ti.dag_id, ti.run_id, ti.task_id, map_index, key[4]),
-        )
+        orchestrator = ti_orchestrator(ti)
         started = _Started(
             settings=settings,
             step=f"{ti.dag_id}.{ti.task_id}",
@@ -361,16 +407,19 @@ class TaskTracking:
             _active[key] = started
         # Files the entries go on: the inlets, or the outlets of a task that reads nothing.
         for obj in inlets or outlets:
-            with guarded(settings, f"start step {started.step} on {obj.uri}"):
-                tracker = tracker_for(settings, obj.bucket)
-                started.entries[(obj.bucket, obj.key)] = tracker.start(
+            with guarded(settings, f"the start of {started.step} on {obj.uri}"):
+                active = tracker_for(settings, obj.bucket).begin(
                     obj.key,
                     started.step,
                     started.input,
                     orchestrator=orchestrator,
                     attempt=key[4],
                     description=f"Airflow task {ti.task_id} of DAG {ti.dag_id}",
+                    on_error=error_policy(settings.raise_on_error),
+                    logger=log,
                 )
+                if active.tracked:  # else the core logged why, and the task runs untracked on this file
+                    started.entries[(obj.bucket, obj.key)] = active
         return True
 
     @staticmethod
@@ -443,45 +492,45 @@ class TaskTracking:
             )
 
         sources: list[tuple[S3Object, str]] = []
+        each = _EachFile(settings)
 
         if started.inlets:
             for obj in started.inlets:
-                entry_id = started.entries.get((obj.bucket, obj.key))
-                if entry_id is None:
+                active = started.entries.get((obj.bucket, obj.key))
+                if active is None:
                     continue
-                with guarded(settings, f"record success of {started.step} on {obj.uri}"):
-                    tracker = tracker_for(settings, obj.bucket)
+                with each.guard(f"the success of {started.step} on {obj.uri}"):
                     same_bucket = [o.key for o in outlets if o.bucket == obj.bucket and o != obj]
-                    tracker.succeed(obj.key, entry_id, output_value, produces=same_bucket)
-                    sources.append((obj, entry_id))
+                    if active.succeed(output_value, produces=same_bucket) is not None:
+                        sources.append((obj, active.entry_id))
         else:
             # No declared inlets: hook reads become the inlets, recorded as finished entries.
             for obj in hook_in:
                 if obj in outlets:
                     continue
-                with guarded(settings, f"record {started.step} on {obj.uri}"):
+                with each.guard(f"the success of {started.step} on {obj.uri}"):
                     tracker = tracker_for(settings, obj.bucket)
                     same_bucket = [o.key for o in outlets if o.bucket == obj.bucket]
                     entry = record_success(tracker, obj.key, produces=same_bucket)
                     sources.append((obj, entry.id))
             # Outlets of a task that read nothing carry the entry themselves.
             for obj in outlets:
-                entry_id = started.entries.get((obj.bucket, obj.key))
-                with guarded(settings, f"record success of {started.step} on {obj.uri}"):
-                    tracker = tracker_for(settings, obj.bucket)
-                    if entry_id is not None:
-                        tracker.succeed(obj.key, entry_id, output_value)
+                active = started.entries.get((obj.bucket, obj.key))
+                with each.guard(f"the success of {started.step} on {obj.uri}"):
+                    if active is not None:
+                        active.succeed(output_value)
                     elif not sources:
-                        record_success(tracker, obj.key)
+                        record_success(tracker_for(settings, obj.bucket), obj.key)
         # Cross-bucket outlets: the derived file's own tracker points back at the source bucket.
         for source, entry_id in sources:
             for obj in outlets:
                 if obj.bucket == source.bucket or obj == source:
                     continue
-                with guarded(settings, f"link {obj.uri} to {source.uri}"):
+                with each.guard(f"the link from {obj.uri} to {source.uri}"):
                     tracker_for(settings, obj.bucket).register_derived_file(
                         obj.key, source.key, entry_id, source_bucket=source.bucket
                     )
+        each.raise_first()
         touched = [o.uri for o in [*started.inlets, *(s for s, _ in sources), *outlets]]
         return list(dict.fromkeys(touched))
 
@@ -495,15 +544,16 @@ class TaskTracking:
             error = "task failed (Airflow passed no error)"
         settings = started.settings
         touched = []
-        for (bucket, key), entry_id in started.entries.items():
-            with guarded(settings, f"record failure of {started.step} on s3://{bucket}/{key}"):
-                tracker_for(settings, bucket).fail(key, entry_id, error)
-                touched.append(f"s3://{bucket}/{key}")
+        for (bucket, key), active in started.entries.items():
+            # ActiveStep.fail logs what it could not record: the task's own error matters more.
+            if active.fail(error) is not None:
+                touched.append(s3_url(bucket, key))
         if not started.entries and settings.hook_lineage:
             # Nothing declared: the files the task read through hooks before failing carry the failure.
             hook_in, hook_out = hook_lineage_since(started.hook_before)
+            each = _EachFile(settings)
             for obj in hook_in or hook_out:
-                with guarded(settings, f"record failure of {started.step} on {obj.uri}"):
+                with each.guard(f"the failure of {started.step} on {obj.uri}"):
                     tracker_for(settings, obj.bucket).record(
                         obj.key,
                         started.step,
@@ -515,6 +565,7 @@ class TaskTracking:
                         attempt=started.orchestrator.try_number,
                     )
                     touched.append(obj.uri)
+            each.raise_first()
         return touched
 
 

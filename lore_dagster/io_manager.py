@@ -39,14 +39,16 @@ import dagster as dg
 from pydantic import Field
 
 from lore_core import ErrorInfo, HistoryEntry, InvalidKeyError, LineageRef, LoreTracker, StepStatus
-from lore_core.keys import validate_file_key
 from lore_core.ids import utc_now
+from lore_core.integration import s3_url, tracking_errors
+from lore_core.keys import validate_file_key
 
 from .metadata import materialization_metadata
 from .resources import (
     META_READS,
     PARTITION_TAG,
     REGISTRY,
+    DagsterLogs,
     LoreResource,
     as_key_list,
     asset_step_name,
@@ -54,7 +56,6 @@ from .resources import (
     error_info_from_dagster,
     record_declared_writes,
     replay_target,
-    report_tracking_error,
     run_orchestrator,
     this_process,
 )
@@ -196,11 +197,12 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
             ContentType=_CONTENT_TYPES[fmt],
             Metadata={FORMAT_META: fmt, WRITER_META: WRITER},
         )
-        context.log.debug(f"Lore: stored {step} at s3://{self.bucket}/{key} ({len(body)} bytes, {fmt})")
-        try:
+        context.log.debug(f"Lore: stored {step} at {s3_url(self.bucket, key)} ({len(body)} bytes, {fmt})")
+        # The object is written: a tracking failure must not lose the asset by default.
+        with tracking_errors(
+            f"the history of {key}", raise_on_error=self.lore.raise_on_error, logger=DagsterLogs(context.log)
+        ):
             self._record_output(context, key, step, partition, len(body), fmt)
-        except Exception as exc:  # a tracking failure must not lose the asset by default
-            report_tracking_error(context.log, self.lore.raise_on_error, f"the history of {key}", exc)
 
     def _record_output(
         self, context: dg.OutputContext, key: str, step: str, partition: str | None, size: int, fmt: str
@@ -214,7 +216,7 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
                 refs.append(self._ref_for(tracker, extra))
         tags = context.step_context.dagster_run.tags
         orchestrator = build_orchestrator_info(context, context.asset_key, self.lore.dagster_ui_url, partition)
-        output = {"uri": f"s3://{self.bucket}/{key}", "bytes": size, "format": fmt}
+        output = {"uri": s3_url(self.bucket, key), "bytes": size, "format": fmt}
 
         def record_success(file_key: str, sources: list[LineageRef]) -> HistoryEntry:
             return tracker.record(
@@ -293,9 +295,11 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
                 meta.get(FORMAT_META),
                 meta.get(WRITER_META),
                 self.allow_pickle,
-                f"s3://{self.bucket}/{key}",
+                s3_url(self.bucket, key),
             )
-        try:
+        with tracking_errors(
+            f"the lineage of inputs {keys}", raise_on_error=self.lore.raise_on_error, logger=DagsterLogs(context.log)
+        ):
             tracker = self._tracker()
             REGISTRY.add_input(
                 context.step_context.run_id,
@@ -303,8 +307,6 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
                 [self._ref_for(tracker, k) for k in keys],
                 utc_now(),
             )
-        except Exception as exc:
-            report_tracking_error(context.log, self.lore.raise_on_error, f"the lineage of inputs {keys}", exc)
         if partitions == [None]:
             return values[None]
         # Several upstream partitions (e.g. an unpartitioned summary): a dict keyed by partition.
@@ -316,11 +318,12 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         try:
-            if self.record_failures:
-                record_run_failures(self, context)
-            record_declared_writes(self.lore, context)
-        except Exception as exc:
-            report_tracking_error(context.log, self.lore.raise_on_error, "failed steps of this run", exc)
+            with tracking_errors(
+                "the failed steps of this run", raise_on_error=self.lore.raise_on_error, logger=DagsterLogs(context.log)
+            ):
+                if self.record_failures:
+                    record_run_failures(self, context)
+                record_declared_writes(self.lore, context)
         finally:
             if context.run is not None:
                 REGISTRY.forget_run(context.run.run_id)
@@ -368,7 +371,11 @@ def record_run_failures(io_manager: LoreS3IOManager, context: dg.InitResourceCon
             sources = [r.file_key for r in inputs.refs]
             if not sources and part is not None and io_manager.file_partitions:
                 sources = [part]  # a per-file partition: the file it was processing
-            try:
+            with tracking_errors(
+                f"the failure of {step} on {key}",
+                raise_on_error=io_manager.lore.raise_on_error,
+                logger=DagsterLogs(context.log),
+            ):
                 tracker.record(
                     key,
                     step=step,
@@ -383,7 +390,3 @@ def record_run_failures(io_manager: LoreS3IOManager, context: dg.InitResourceCon
                 )
                 if context.log is not None:
                     context.log.info(f"Lore: recorded failure of {step} on {key}: {error.message}")
-            except Exception as exc:
-                report_tracking_error(
-                    context.log, io_manager.lore.raise_on_error, f"the failure of {step} on {key}", exc
-                )

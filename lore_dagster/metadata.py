@@ -37,6 +37,7 @@ from typing import Any
 import dagster as dg
 
 from lore_core import FileHistory, HistoryEntry, LineageNode, LineageRef, LoreTracker
+from lore_core.integration import s3_url
 
 __all__ = ["lineage_markdown", "lore_lineage_metadata", "materialization_metadata"]
 
@@ -63,7 +64,7 @@ def lore_lineage_metadata(reads: Sequence[str] = (), writes: Sequence[str] = ())
 
 
 def _label(bucket: str, key: str, home_bucket: str) -> str:
-    return key if bucket == home_bucket else f"s3://{bucket}/{key}"
+    return key if bucket == home_bucket else s3_url(bucket, key)
 
 
 def _status_of(history: FileHistory | None, entry_id: str | None) -> str:
@@ -77,6 +78,10 @@ def _status_of(history: FileHistory | None, entry_id: str | None) -> str:
 
 def lineage_markdown(node: LineageNode, home_bucket: str | None = None) -> str:
     """A compact Markdown tree of ``node`` and its ancestors (bounded in size).
+
+    The lineage is a DAG: a file reached again is named "(see above)" and not expanded
+    again (a visited set), so the tree grows with the number of files, never with the
+    number of paths; a graph ``get_lineage`` cut at its node cap says so.
 
     Example::
 
@@ -108,6 +113,8 @@ def lineage_markdown(node: LineageNode, home_bucket: str | None = None) -> str:
             return
         for parent in item.parents:
             visit(parent, depth + 1)
+        if item.truncated and len(lines) < _MAX_TREE_NODES:
+            lines.append(f"{indent}  - … more ancestors not read (lineage node cap)")
 
     visit(node, 0)
     if len(lines) >= _MAX_TREE_NODES:
@@ -151,7 +158,7 @@ def materialization_metadata(
     return {
         "lore/entry_id": dg.MetadataValue.text(entry.id),
         "lore/status": dg.MetadataValue.text(entry.status.value),
-        "lore/file": dg.MetadataValue.text(f"s3://{tracker.bucket}/{file_key}"),
+        "lore/file": dg.MetadataValue.text(s3_url(tracker.bucket, file_key)),
         "lore/history": dg.MetadataValue.text(tracker.history_location(file_key)),
         "lore/derived_from": dg.MetadataValue.md(_derived_from_markdown(derived_from, tracker.bucket)),
         "lore/lineage": dg.MetadataValue.md(tree),

@@ -2,8 +2,11 @@
 
 The resource builds one :class:`lore_core.LoreTracker` per process from its config
 (store URL, S3 endpoint, region, credentials or an existing ``dagster_aws``
-``S3Resource``) and offers :meth:`LoreResource.track`, a context manager that records
-a running entry, then success or failure, for assets that write their own S3 objects.
+``S3Resource``) and offers :meth:`LoreResource.track`, the core's ``tracker.track()``
+for assets that write their own S3 objects: a running entry whose lease a heartbeat
+renews while the block runs, then success or failure. Tracking errors follow
+``lore_core.integration``'s policy: logged at ERROR (the run log and the ``lore_dagster``
+logger), raised only with ``raise_on_error``.
 
 Example::
 
@@ -32,8 +35,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from lore_core import ErrorInfo, LineageRef, LoreTracker, OrchestratorInfo, StepStatus
+from lore_core import ErrorInfo, LineageRef, LoreTracker, OrchestratorInfo, StepContext, StepStatus
 from lore_core.ids import utc_now
+from lore_core.integration import error_policy, is_s3_url, orchestrator_info, tracked, tracking_errors
 
 __all__ = [
     "TAG_ENTRY_ID",
@@ -91,30 +95,24 @@ def as_key_list(value: Any) -> list[str]:
     raise TypeError(f"expected an S3 key or a list of keys, got {type(value).__name__}")
 
 
-def report_tracking_error(logger: Any, raise_on_error: bool, what: str, exc: BaseException) -> None:
-    """Log a tracking failure loudly; raise only when the user asked for it."""
-    message = f"Lore could not record {what}: {type(exc).__name__}: {exc}"
-    if logger is not None:
-        logger.error(message)
-    log.error(message, exc_info=exc)
-    if raise_on_error:
-        raise exc
+class DagsterLogs:
+    """Dagster's run log (shown in the UI, may be None) and the ``lore_dagster`` Python logger, as one logger.
+
+    What Lore could not record is reported to both: the run log is where the asset's
+    owner looks, the Python logger where the platform's alerting does.
+    """
+
+    def __init__(self, run_log: Any) -> None:
+        self._run_log = run_log
+
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if self._run_log is not None:
+            self._run_log.error(msg, *args, **kwargs)
+        log.error(msg, *args, **kwargs)
 
 
-@dataclass
-class TrackedStep:
-    """The step :meth:`LoreResource.track` is recording; set ``output`` or call ``produce``."""
-
-    file_key: str
-    step: str
-    entry_id: str | None = None
-    output: Any = None
-    produces: list[str] = field(default_factory=list)
-
-    def produce(self, file_key: str) -> None:
-        """Declare another file this step wrote (recorded as derived from this entry)."""
-        if file_key not in self.produces:
-            self.produces.append(file_key)
+#: What ``LoreResource.track`` yields: the core's ``StepContext`` (set ``output``, call ``produce``).
+TrackedStep = StepContext
 
 
 class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -167,9 +165,21 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     raise_on_error: bool = Field(
         default=False,
         description=(
-            "If True, a failure to record history fails the asset. By default it is logged as an "
-            "error and the asset's own result stands."
+            "If True, a failure to record history fails the asset (lore_core.integration.TrackingError). "
+            "By default it is logged as an error and the asset's own result stands."
         ),
+    )
+    lease_seconds: float | None = Field(
+        default=None,
+        description=(
+            "How long a running entry of lore.track() stays valid without renewal; a heartbeat renews it "
+            "every third of it while the block runs, so only a dead worker's entry expires (then it reads "
+            "as abandoned). None keeps Lore's default (600)."
+        ),
+    )
+    first_heartbeat_seconds: float | None = Field(
+        default=None,
+        description="Delay before the first lease renewal of a running entry. None keeps Lore's default (5).",
     )
 
     _tracker: LoreTracker | None = PrivateAttr(default=None)
@@ -206,9 +216,17 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def get_tracker(self) -> LoreTracker:
         """The :class:`lore_core.LoreTracker` for ``store`` (built once per process)."""
         if self._tracker is None:
-            client = self.get_s3_client() if self.store.startswith("s3://") else None
+            client = self.get_s3_client() if is_s3_url(self.store) else None
+            options: dict[str, Any] = {
+                name: value
+                for name, value in (
+                    ("lease_seconds", self.lease_seconds),
+                    ("first_heartbeat_seconds", self.first_heartbeat_seconds),
+                )
+                if value is not None
+            }
             tracker = LoreTracker.from_url(
-                self.store, s3_client=client, endpoint_url=self.endpoint_url, region=self.region
+                self.store, s3_client=client, endpoint_url=self.endpoint_url, region=self.region, **options
             )
             with self._lock:
                 if self._tracker is None:
@@ -218,10 +236,10 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # Assets that wrote their own objects and said so in MaterializeResult metadata.
-        try:
+        with tracking_errors(
+            "the objects named in lore/writes", raise_on_error=self.raise_on_error, logger=DagsterLogs(context.log)
+        ):
             record_declared_writes(self, context)
-        except Exception as exc:
-            report_tracking_error(context.log, self.raise_on_error, "objects named in lore/writes", exc)
 
     def orchestrator_info(self, context: Any, asset_key: dg.AssetKey | None = None) -> OrchestratorInfo:
         """Run id, job, asset, partition, code version and UI link for the current step."""
@@ -238,12 +256,15 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         metadata: Mapping[str, Any] | None = None,
         context: dg.AssetExecutionContext | dg.OpExecutionContext | None = None,
     ) -> Iterator[TrackedStep]:
-        """Record one step on ``file_key``: a running entry now, success or failure at exit.
+        """Record one step on ``file_key`` with the core's ``tracker.track()``: running now, success or failure at exit.
 
-        ``step`` defaults to the current asset's key. Files named in ``produces`` (or added
-        with ``tracked.produce(key)``) are recorded as derived from this entry. If the run
-        was started by the replay sensor for this file, the entry is marked as its replay.
-        The body's exception is recorded and re-raised unchanged.
+        While the block runs, a heartbeat renews the entry's lease (``lease_seconds``), so
+        a long step is never taken for an abandoned one. ``step`` defaults to the current
+        asset's key. Files named in ``produces`` (or added with ``tracked.produce(key)``)
+        are recorded as derived from this entry. If the run was started by the replay
+        sensor for this file, the entry is marked as its replay. The body's exception is
+        recorded and re-raised unchanged; a failure to record is logged (or raised as
+        ``TrackingError`` with ``raise_on_error``).
 
         Example::
 
@@ -258,36 +279,21 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         step_name = step or (asset_step_name(asset_key) if asset_key is not None else None)
         if step_name is None:
             raise ValueError(f"lore.track({file_key!r}): pass step=..., no asset is executing")
-        tracked = TrackedStep(file_key=file_key, step=step_name, produces=as_key_list(produces))
-        tracker = self.get_tracker()
-        tags = _context_tags(ctx)
-        logger = ctx.log if ctx is not None else None
-        try:
-            tracked.entry_id = tracker.start(
-                file_key,
-                step=step_name,
-                input=input,
-                description=description,
-                metadata=dict(metadata) if metadata else None,
-                orchestrator=build_orchestrator_info(ctx, asset_key, self.dagster_ui_url),
-                replay_of=replay_target(tags, file_key, step_name),
-            )
-        except Exception as exc:  # tracking must not break the asset by default
-            report_tracking_error(logger, self.raise_on_error, f"the start of {step_name} on {file_key}", exc)
-        try:
-            yield tracked
-        except BaseException as exc:
-            if tracked.entry_id is not None:
-                try:
-                    tracker.fail(file_key, tracked.entry_id, error=exc)
-                except Exception as track_exc:
-                    report_tracking_error(logger, False, f"the failure of {step_name} on {file_key}", track_exc)
-            raise
-        if tracked.entry_id is not None:
-            try:
-                tracker.succeed(file_key, tracked.entry_id, output=tracked.output, produces=tracked.produces or None)
-            except Exception as exc:
-                report_tracking_error(logger, self.raise_on_error, f"the success of {step_name} on {file_key}", exc)
+        logger = DagsterLogs(ctx.log if ctx is not None else None)
+        core = self.get_tracker().track(
+            file_key,
+            step_name,
+            input,
+            produces=as_key_list(produces),
+            description=description,
+            metadata=dict(metadata) if metadata else None,
+            orchestrator=build_orchestrator_info(ctx, asset_key, self.dagster_ui_url),
+            replay_of=replay_target(_context_tags(ctx), file_key, step_name),
+            on_error=error_policy(self.raise_on_error),
+            logger=logger,
+        )
+        with tracked(core, file_key, step_name, raise_on_error=self.raise_on_error, logger=logger) as step_ctx:
+            yield step_ctx
 
 
 def _current_context() -> Any:
@@ -336,17 +342,14 @@ def build_orchestrator_info(
         if partition is None:
             partition = _context_partition(context)
         code_version = _code_version(context, asset_key)
-    extra: dict[str, Any] = {}
-    if code_version:
-        extra["code_version"] = code_version
-    return OrchestratorInfo(
-        system="dagster",
-        run_id=run_id,
-        job=job,
-        task=asset_step_name(asset_key) if asset_key is not None else None,
+    return orchestrator_info(
+        "dagster",
+        run_id,
+        job,
+        asset_step_name(asset_key) if asset_key is not None else None,
         partition=partition,
         url=run_url(ui_url, run_id) if run_id else None,
-        **extra,
+        code_version=code_version or None,
     )
 
 
@@ -438,14 +441,10 @@ def this_process(record: Any) -> bool:
     return event is not None and event.pid == os.getpid()
 
 
-def run_orchestrator(run: Any, step: str, partition: str | None, ui_url: str | None) -> Any:
-    return OrchestratorInfo(
-        system="dagster",
-        run_id=run.run_id,
-        job=run.job_name,
-        task=step,
-        partition=partition,
-        url=run_url(ui_url, run.run_id),
+def run_orchestrator(run: Any, step: str, partition: str | None, ui_url: str | None) -> OrchestratorInfo:
+    """An ``OrchestratorInfo`` for a step of ``run`` (a ``DagsterRun``), seen after the fact."""
+    return orchestrator_info(
+        "dagster", run.run_id, run.job_name, step, partition=partition, url=run_url(ui_url, run.run_id)
     )
 
 
@@ -468,7 +467,9 @@ def record_declared_writes(lore: LoreResource, context: dg.InitResourceContext) 
         step = asset_step_name(materialization.asset_key)
         refs = [_latest_ref(tracker, k) for k in reads]
         for key in writes:
-            try:
+            with tracking_errors(
+                f"the history of {key}", raise_on_error=lore.raise_on_error, logger=DagsterLogs(context.log)
+            ):
                 tracker.record(
                     key,
                     step=step,
@@ -479,8 +480,6 @@ def record_declared_writes(lore: LoreResource, context: dg.InitResourceContext) 
                     replay_of=replay_target(run.tags, key, step),
                     derived_from=refs,
                 )
-            except Exception as exc:
-                report_tracking_error(context.log, lore.raise_on_error, f"the history of {key}", exc)
 
 
 def _latest_ref(tracker: LoreTracker, key: str) -> LineageRef:

@@ -26,9 +26,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from lore_core import FileHistory, LineageNode, LoreError
+from lore_core.integration import is_s3_url, parse_s3_url, s3_url
 
 from ..config import LoreSettings
-from ..tracking import XCOM_FILES_KEY, parse_s3_uri, store_bucket_and_prefix, tracker_for
+from ..tracking import XCOM_FILES_KEY, store_bucket_and_prefix, tracker_for
 from .graph import Graph, layout
 
 __all__ = ["create_app"]
@@ -62,15 +63,15 @@ def _environment() -> Environment:
 
 
 def _split_file(settings: LoreSettings, file: str) -> tuple[str | None, str]:
-    parsed = parse_s3_uri(file)
-    if parsed is not None:
-        return parsed
+    """``(bucket, key)`` of ``s3://bucket/key``, or of a key in the store's bucket (InvalidKeyError if bad)."""
+    if is_s3_url(file):
+        return parse_s3_url(file)
     default_bucket, _ = store_bucket_and_prefix(settings.store or "")
     return default_bucket, file.lstrip("/")
 
 
 def _file_url(bucket: str | None, key: str, prefix: str | None) -> str:
-    file = f"s3://{bucket}/{key}" if bucket else key
+    file = s3_url(bucket, key) if bucket else key
     query = {"file": file, **({"prefix": prefix} if prefix else {})}
     return f"./?{urlencode(query)}"
 
@@ -82,6 +83,7 @@ def _lineage_maps(
     status: dict[tuple[str, str], str] = {}
     if node is None:
         return parents, status
+    # walk() visits each file once: a diamond-heavy lineage costs its files, not its paths.
     for n in node.walk():
         me = (n.bucket, n.file_key)
         if n.history is not None and n.history.entries:
@@ -103,8 +105,7 @@ def _descendants(settings: LoreSettings, root: tuple[str, str]) -> dict[tuple[st
             tracker = tracker_for(settings, bucket)
             kids = []
             for name in tracker.get_descendants(key):
-                parsed = parse_s3_uri(name)
-                kid = parsed if parsed is not None else (tracker.bucket, name)
+                kid = parse_s3_url(name) if is_s3_url(name) else (tracker.bucket, name)
                 kids.append(kid)
                 if kid not in seen and len(seen) < _MAX_NODES:
                     seen.add(kid)
@@ -159,18 +160,21 @@ def create_app(settings: LoreSettings | None = None) -> FastAPI:
         errors: list[str] = []
         history: FileHistory | None = None
         graph: Graph | None = None
+        truncated = False
         bucket: str | None = None
         key = ""
         prefix = prefix if prefix is not None else s.ui_default_prefix
         if not s.store:
             errors.append("No Lore store configured: set [lore] store (AIRFLOW__LORE__STORE).")
         if s.store and file:
-            bucket, key = _split_file(s, file.strip())
             try:
+                bucket, key = _split_file(s, file.strip())
                 tracker = tracker_for(s, bucket)
                 bucket = tracker.bucket
                 history = tracker.get_history(key)
-                lineage = tracker.get_lineage(key)
+                # The page draws at most _MAX_NODES files: reading more ancestors would be wasted.
+                lineage = tracker.get_lineage(key, max_nodes=_MAX_NODES)
+                truncated = lineage is not None and lineage.truncated
                 parents, status = _lineage_maps(lineage)
                 children = _descendants(s, (bucket, key))
                 if history is not None and history.entries:
@@ -205,6 +209,8 @@ def create_app(settings: LoreSettings | None = None) -> FastAPI:
             prefix=prefix or "",
             history=history,
             graph=graph,
+            truncated=truncated,
+            max_nodes=_MAX_NODES,
             failed=failed,
             errors=errors,
             store=s.store or "",
@@ -231,7 +237,10 @@ def create_app(settings: LoreSettings | None = None) -> FastAPI:
     @app.get("/api/history")
     def history_json(file: str) -> JSONResponse:
         s = current_settings()
-        bucket, key = _split_file(s, file)
+        try:
+            bucket, key = _split_file(s, file)
+        except LoreError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
         doc = tracker_for(s, bucket).get_history(key)
         if doc is None:
             raise HTTPException(status_code=404, detail=f"no history for {file}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lore_core.integration import s3_url
+
 __all__ = ["Edge", "Graph", "Node", "layout"]
 
 FileId = tuple[str, str]  # (bucket, key)
@@ -89,7 +91,7 @@ def layout(
     nodes: dict[FileId, Node] = {}
     for c, files in by_col.items():
         for i, f in enumerate(files):
-            label = f[1] if f[0] == root[0] else f"s3://{f[0]}/{f[1]}"
+            label = f[1] if f[0] == root[0] else s3_url(*f)
             role = "root" if f == root else ("ancestor" if c < 0 else "descendant")
             nodes[f] = Node(f, label, 10 + (c - min_col) * COL_W, 10 + i * ROW_H, role, status.get(f))
     edges: list[Edge] = []
