@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,dagster,airflow
 
-.PHONY: venv demo demo-core demo-dagster demo-airflow ui-dagster ui-airflow test lint typecheck pytest bench soak clean
+.PHONY: venv demo demo-core demo-dagster demo-airflow ui-dagster ui-airflow test test-rgw lint typecheck pytest bench soak clean
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ pytest: venv
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck pytest
+
+# The S3 tests against Ceph RGW (Debian's radosgw, one mon + one memstore OSD on 127.0.0.1),
+# over HTTP and then HTTPS; installs the packages with apt-get when missing (root or sudo).
+# Extra pytest arguments: make test-rgw PYTEST_ARGS='-k compat'.
+test-rgw: venv
+	PYTEST=$(VENV)/bin/pytest .ci/rgw.sh test $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) benchmarks/bench_requests.py
