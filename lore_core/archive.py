@@ -1,8 +1,10 @@
 """Archive segments: old entries leave the live document so that it stays small however long a file lives.
 
 Promises: the live document keeps at most ``max_entries`` entries and, as far as
-finished entries allow, at most ``max_live_bytes`` of JSON; running entries and
-unresolved failures always stay live (replay and the failure index need them).
+finished entries allow, at most ``max_live_bytes`` of JSON; running entries,
+unresolved failures and entries marked abandoned (a late success may still arrive)
+always stay live. Only entries that can never change
+again are archived, so a segment is never stale.
 Moved entries go to an immutable segment object, written before the document
 that lists it, so a listed segment always exists. Entries carry their own
 ``derivedFrom`` refs, so older lineage refs move out with them.
@@ -31,6 +33,17 @@ def _encode(payload: object) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _movable(entry: HistoryEntry) -> bool:
+    """Only entries that can never change again leave the live document.
+
+    An entry marked abandoned (``LeaseExpired``) can still take its worker's late success
+    or real error, so it stays live.
+    """
+    if not entry.finished or entry.unresolved_failure:
+        return False
+    return entry.error is None or entry.error.name != "LeaseExpired"
+
+
 def archive_overflow(
     store: Store, prefix: str, doc: FileHistory, *, max_entries: int, max_live_bytes: int, size: int
 ) -> bool:
@@ -45,7 +58,7 @@ def archive_overflow(
     over_size = size > max_live_bytes
     if not over_count and not over_size:
         return False
-    movable = [e for e in doc.entries if e.finished and not e.unresolved_failure]
+    movable = [e for e in doc.entries if _movable(e)]
     if not movable:
         return False
     moving: list[HistoryEntry] = []

@@ -84,4 +84,13 @@ class Claims:
             return False
 
     def release(self, claim: Claim) -> None:
-        self.store.delete(claim.key)
+        """Delete the claim if it is still ours (after a takeover it belongs to someone else)."""
+        found = self.store.get(claim.key)
+        if found is None:
+            return
+        try:
+            holder = json.loads(found.data).get("entryId")
+        except (ValueError, AttributeError):
+            holder = None
+        if holder == claim.entry_id:
+            self.store.delete(claim.key)

@@ -55,6 +55,12 @@ class TrackerOptions:
         _positive("first_heartbeat_seconds", self.first_heartbeat_seconds)
         if self.claim_seconds is not None:
             _positive("claim_seconds", self.claim_seconds)
+            # The heartbeat renews claims every third of the lease: a claim must outlive two beats.
+            if self.claim_seconds < self.lease_seconds * 2 / 3:
+                raise LoreConfigError(
+                    f"claim_seconds ({self.claim_seconds!r}) must be at least two heartbeats, "
+                    f"2/3 of lease_seconds ({self.lease_seconds!r}), or a live claim could expire"
+                )
         _positive("outage_timeout", self.outage_timeout, allow_zero=True)
         _positive("max_lineage_nodes", self.max_lineage_nodes, integer=True)
 

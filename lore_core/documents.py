@@ -48,7 +48,8 @@ def encode(payload: Any) -> bytes:
 @dataclass(frozen=True)
 class _Version:
     model: FileHistory
-    payload: dict[str, Any]
+    payload: dict[str, Any]  # its own object graph: nothing in it is shared with ``model``
+    data: bytes
     etag: str
 
 
@@ -157,13 +158,15 @@ class Documents:
             )
         try:
             raw = json.loads(found.data)
-            model = FileHistory.model_validate(raw)
+            # Validated from the bytes, not from ``raw``: the two must share no dict or list, or
+            # a change to one (by a user holding the model) would be written back from the other.
+            model = FileHistory.model_validate_json(found.data)
         except RecursionError:
             raise CorruptHistoryError(store.location(hkey), "document is nested too deeply to parse") from None
         except (ValueError, ValidationError) as exc:
             reason = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else _summarise(exc)
             raise CorruptHistoryError(store.location(hkey), reason) from None
-        version = _Version(model, raw, found.etag)
+        version = _Version(model, raw, found.data, found.etag)
         self._remember(store, hkey, version)
         return version
 
@@ -180,7 +183,7 @@ class Documents:
         """A fresh read, as a model of the caller's own (for users, who may change what they get)."""
         store = self.store_for(bucket)
         version = self.read(store, self.history_key(file_key))
-        return FileHistory.model_validate(version.payload) if version is not None else None
+        return FileHistory.model_validate_json(version.data) if version is not None else None
 
     def fetch_many(
         self, wanted: Iterable[tuple[str | None, str]], *, copies: bool = False
@@ -283,5 +286,5 @@ class Documents:
                 speculative = False
                 base = self.read(store, hkey)
                 continue
-            self._remember(store, hkey, _Version(new, payload, new_etag))
+            self._remember(store, hkey, _Version(new, payload, data, new_etag))
             return new

@@ -24,7 +24,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from . import keys
+from .archive import read_archived
 from .claims import Claim, Claims
 from .config import TrackerOptions
 from .derivation import Derivation, with_default_entry
@@ -67,7 +70,15 @@ def as_list(produces: str | Iterable[str] | None) -> list[str]:
 def _orchestrator(value: Orchestrator) -> OrchestratorInfo | None:
     if value is None or isinstance(value, OrchestratorInfo):
         return value
-    return OrchestratorInfo.model_validate(value)
+    try:
+        return OrchestratorInfo.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "value"
+        raise LoreError(
+            f"orchestrator {value!r} is not valid: {where}: {first.get('msg')} "
+            "(expected keys: system, runId, job, task, partition, tryNumber, mapIndex, url)"
+        ) from None
 
 
 def _as_error(error: ErrorLike) -> ErrorInfo:
@@ -433,8 +444,10 @@ class Lifecycle:
                 attempt=attempt,
                 entry_id=ctx.entry_id,
             )
-        except LoreError as exc:
-            active.release_claim()
+        except Exception as exc:
+            active.release_claim()  # whatever went wrong, the claim must not outlive the attempt
+            if not isinstance(exc, LoreError):
+                raise
             active.report(f"the start of {step} on {file_key!r} (the step runs untracked)", exc)
             active.tracked = False
             return active
@@ -500,17 +513,22 @@ class Lifecycle:
         if skip_if_succeeded:
             done = self._succeeded(file_key, step)
             if done is not None:
-                return StepResult(StepStatus.SKIPPED, done.id, file_key, step, output=done.output)
+                return StepResult(StepStatus.SKIPPED, done.id, file_key, step, output=copy.deepcopy(done.output))
             keys.validate_step(self.prefix, file_key, step)
             self.ensure_writable(file_key)
             claim, winner = self.claims.acquire(file_key, "step", step, entry_id, self.options.claim_lease)
             if claim is None:
                 return StepResult(StepStatus.SKIPPED, winner or "", file_key, step)
-            done = self._succeeded(file_key, step)  # it may have finished while we claimed
+            try:
+                done = self._succeeded(file_key, step)  # it may have finished while we claimed
+            except BaseException:
+                self._release(claim)
+                raise
             if done is not None:
                 self._release(claim)
-                return StepResult(StepStatus.SKIPPED, done.id, file_key, step, output=done.output)
+                return StepResult(StepStatus.SKIPPED, done.id, file_key, step, output=copy.deepcopy(done.output))
         ctx: StepContext | None = None
+        handler_failed = False
         try:
             with self.track(
                 file_key,
@@ -525,9 +543,16 @@ class Lifecycle:
                 claim=claim,
             ) as ctx:
                 # The handler gets the value as given; the history holds its stored (redacted) form.
-                ctx.output = fn(ctx)
+                try:
+                    returned = fn(ctx)
+                except BaseException:
+                    handler_failed = True
+                    raise
+                if returned is not None:
+                    ctx.output = returned
         except Exception:
-            if raise_on_failure or ctx is None:
+            # Only the handler's own failure is a failed step; a tracking error is raised as is.
+            if raise_on_failure or ctx is None or not handler_failed:
                 raise
             error = ctx.recorded.error if ctx.recorded is not None else None
             return StepResult(StepStatus.FAILED, entry_id, file_key, step, error=error, replay_of=replay_of)
@@ -535,8 +560,16 @@ class Lifecycle:
         return StepResult(StepStatus.SUCCESS, entry_id, file_key, step, output=output, replay_of=replay_of)
 
     def _succeeded(self, file_key: str, step: str) -> HistoryEntry | None:
+        """The latest success of ``step`` on the file, looking in archive segments (newest first) if needed."""
         doc = self.docs.load(file_key, fresh=True)
-        return doc.latest(step=step, status=StepStatus.SUCCESS) if doc is not None else None
+        if doc is None:
+            return None
+        done = doc.latest(step=step, status=StepStatus.SUCCESS)
+        for ref in reversed(doc.archived or []) if done is None else []:
+            older = [e for e in read_archived(self.store, [ref]) if e.step == step and e.status is StepStatus.SUCCESS]
+            if older:
+                return older[-1]
+        return done
 
     def _original(self, file_key: str, entry_id: str) -> tuple[FileHistory, HistoryEntry]:
         doc = self.docs.load(file_key, fresh=True)
@@ -576,7 +609,7 @@ class Lifecycle:
             return StepResult(StepStatus.SKIPPED, winner or "", file_key, original.step, replay_of=entry_id)
         try:
             _, original = self._original(file_key, entry_id)  # another replay may have won and finished
-        except LoreError:
+        except BaseException:
             self._release(claim)
             raise
         if original.resolved_by and not force:

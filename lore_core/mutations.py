@@ -54,11 +54,19 @@ class Outcome:
     segments: list[str] = field(default_factory=list)
 
     def reset(self) -> None:
+        """Forget what the last attempt saw, except the clean-up lists.
+
+        Those accumulate: when an attempt's write landed but was answered 412 (botocore
+        retried it), the next attempt finds its change already there and sees nothing left
+        to resolve or drop; the objects the first attempt found must still be removed.
+        Removing the index objects of an entry that someone else resolved is harmless.
+        """
         self.entry = None
         self.previous = None
-        self.resolved = []
-        self.dropped = []
-        self.segments = []
+
+    def add_resolved(self, entries: list[HistoryEntry]) -> None:
+        known = {e.id for e in self.resolved}
+        self.resolved.extend(e for e in entries if e.id not in known)
 
 
 def own(doc: FileHistory, entry: HistoryEntry) -> HistoryEntry:
@@ -270,8 +278,9 @@ def finish(
         if status is StepStatus.SUCCESS:
             for produced in produces:
                 changed |= upsert_ref(doc.derived_to, LineageRef(file_key=produced, entry_id=entry_id))
-            out.resolved = _resolve_failures(doc, entry)
-            changed |= bool(out.resolved)
+            resolved = _resolve_failures(doc, entry)
+            out.add_resolved(resolved)
+            changed |= bool(resolved)
         out.entry = entry
         return doc if changed else None
 
@@ -306,8 +315,9 @@ def add_finished(
         if stored.status is StepStatus.SUCCESS:
             for produced in stored.produces or []:
                 changed |= upsert_ref(doc.derived_to, LineageRef(file_key=produced, entry_id=stored.id))
-            out.resolved = _resolve_failures(doc, stored)
-            changed |= bool(out.resolved)
+            resolved = _resolve_failures(doc, stored)
+            out.add_resolved(resolved)
+            changed |= bool(resolved)
         out.entry = stored
         return doc if changed else None
 
@@ -346,8 +356,9 @@ def clear_entries(out: Outcome) -> Mutation:
         out.reset()
         if doc is None or (not doc.entries and not doc.archived):
             return None
-        out.dropped = list(doc.entries)
-        out.segments = [ref.key for ref in doc.archived or []]
+        known = {e.id for e in out.dropped}
+        out.dropped.extend(e for e in doc.entries if e.id not in known)
+        out.segments = list(dict.fromkeys([*out.segments, *(ref.key for ref in doc.archived or [])]))
         doc.entries = []
         doc.archived = None
         return doc

@@ -130,6 +130,7 @@ class LoreTracker:
         """Change options in place (validated like the constructor's), e.g. ``configure(max_entries=20)``."""
         self.options = dataclasses.replace(self.options, **changes)
         self._docs.options = self._life.options = self.options
+        self._life.derivation.max_ancestry = self.options.max_ancestry
 
     @property
     def lease_seconds(self) -> float:

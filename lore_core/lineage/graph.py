@@ -94,7 +94,8 @@ def build_lineage(root: FileHistory, bucket: str, fetch_one: FetchOne, max_nodes
         wanted = [
             _absolute(ref, key[0]) for key in frontier if (doc := docs.get(key)) is not None for ref in doc.derived_from
         ]
-        _fetch_into(fetch_one, [k for k in wanted if k not in nodes], docs, errors)
+        room = max(0, max_nodes - len(nodes))  # never read more files than the cap can show
+        _fetch_into(fetch_one, [k for k in dict.fromkeys(wanted) if k not in nodes][:room], docs, errors)
         following: list[DocKey] = []
         for key in frontier:
             node = nodes[key]

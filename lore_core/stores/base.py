@@ -135,16 +135,17 @@ def verify_conditional_writes(store: Store, probe_key: str) -> None:
     """Prove once per process and backend that ``store`` honours conditional writes, or raise.
 
     Creates ``probe_key`` with ``If-None-Match: *``, then checks that a second create and
-    a write with a wrong ``If-Match`` are both refused, and deletes the probe (3 PUTs and
-    1 DELETE, once). A store that accepts either would let concurrent writers overwrite
-    each other's entries without anyone noticing, so Lore refuses to write there.
+    a write with a wrong ``If-Match`` are both refused and one with the right ``If-Match``
+    accepted, and deletes the probe (4 PUTs and 1 DELETE, once). A store that gets any of
+    these wrong would let concurrent writers overwrite each other's entries without anyone
+    noticing (or fail every update), so Lore refuses to write there.
     """
     identity = store.identity()
     with _verified_lock:
         if identity in _verified:
             return
     ignored: list[str] = []
-    store.put(probe_key, b"lore conditional-write probe", if_none_match=True)
+    etag = store.put(probe_key, b"lore conditional-write probe", if_none_match=True)
     try:
         try:
             store.put(probe_key, b"lore probe: second create", if_none_match=True)
@@ -156,11 +157,19 @@ def verify_conditional_writes(store: Store, probe_key: str) -> None:
             ignored.append("If-Match (a write with a wrong ETag succeeded)")
         except ConditionFailed:
             pass
+        if not ignored:
+            # The object's own ETag must be accepted too (a server that refuses every If-Match,
+            # e.g. for the quoting of the ETag, would fail every update; the S3 store learns the
+            # form the server accepts here, before the first real update).
+            try:
+                store.put(probe_key, b"lore probe: right etag", if_match=etag)
+            except ConditionFailed:
+                ignored.append("If-Match with the object's own ETag (it was refused)")
     finally:
         store.delete(probe_key)
     if ignored:
         raise ConditionalWritesUnsupportedError(
-            f"{identity} ignores {' and '.join(ignored)}: concurrent updates would be lost silently, so Lore "
+            f"{identity} mishandles {' and '.join(ignored)}: concurrent updates would be lost silently, so Lore "
             "refuses to write there. Use a backend with conditional writes (AWS S3, MinIO, Ceph RGW, "
             "Cloudflare R2), or pass verify_conditional_writes=False if nothing writes concurrently"
         )

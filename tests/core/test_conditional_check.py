@@ -175,7 +175,6 @@ def test_reads_never_trigger_the_check_but_the_first_write_does(lax_server: Loca
     assert _objects(client, bucket) == before
 
 
-@pytest.mark.moto_only
 def test_a_conforming_server_passes_the_check_once_per_store(s3_client: Any, bucket: str) -> None:
     """issue 8, defect 5: on moto's normal server the first write proves the conditions (some
     request is answered 412), once per store: the next steps cost the normal 1 read + 2 writes or
