@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= dev,dagster,airflow
 
-.PHONY: venv demo demo-core demo-dagster demo-airflow ui-dagster ui-airflow test test-rgw lint typecheck pytest bench soak clean
+.PHONY: venv demo demo-core demo-dagster demo-airflow ui-dagster ui-airflow test test-rgw lint typecheck pytest bench production soak clean
 
 $(VENV)/.installed-$(EXTRAS): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ test-rgw: venv
 bench: venv
 	$(PY) benchmarks/bench_requests.py
 	$(PY) benchmarks/bench_growth.py
+	$(PY) benchmarks/bench_lineage_growth.py
+
+# A month of a daily pipeline at production shape (about 15 minutes on 2 cores).
+production: venv
+	$(PY) benchmarks/production.py
 
 soak: venv
 	$(PY) benchmarks/soak.py
