@@ -23,7 +23,7 @@ def open_tracker(store_url: str, request: pytest.FixtureRequest, **options: Any)
     return LoreTracker.from_url(store_url, **options)
 
 
-def wait_for(condition: Callable[[], T | None], what: str, deadline_s: float = 30.0) -> T:
+def wait_for(condition: Callable[[], T | None], what: str, deadline_s: float = 60.0) -> T:
     """Poll ``condition`` until it returns something truthy (waiting on a condition, not a fixed sleep)."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:

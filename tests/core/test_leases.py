@@ -6,29 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from lore_core import FailedEntry, LoreTracker, StepStatus
 
+from .support import wait_for
+
 WORKER = Path(__file__).with_name("workers.py")
 ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T | None], what: str, deadline_s: float = 60.0) -> T:
-    """Poll ``condition`` until it returns something truthy (a condition, not a fixed sleep)."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(params=["s3", "file"])
