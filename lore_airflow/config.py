@@ -21,6 +21,8 @@ arguments, which win over the config.
 - ``listener``: ``True`` (default): the plugin's listener tracks tasks with
   ``s3://`` inlets/outlets.
 - ``ui_default_prefix``: prefix of the failed-entries list on the lineage page.
+- ``buckets``: comma-separated buckets whose histories the lineage page may read
+  (default: the store's bucket only); ``?file=s3://other/...`` is refused with 403.
 
 Example::
 
@@ -63,6 +65,10 @@ def _as_bool(value: str | bool | None, default: bool) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _as_names(value: str | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name.strip() for name in (value or "").split(",") if name.strip()))
+
+
 def _as_seconds(option: str, value: str | None) -> float | None:
     if value is None:
         return None
@@ -86,6 +92,7 @@ class LoreSettings:
     ui_default_prefix: str | None = None
     lease_seconds: float | None = None
     first_heartbeat_seconds: float | None = None
+    buckets: tuple[str, ...] = ()
 
     @classmethod
     def from_airflow(cls, **overrides: Any) -> LoreSettings:
@@ -101,12 +108,15 @@ class LoreSettings:
             "ui_default_prefix": _conf_get("ui_default_prefix"),
             "lease_seconds": _as_seconds("lease_seconds", _conf_get("lease_seconds")),
             "first_heartbeat_seconds": _as_seconds("first_heartbeat_seconds", _conf_get("first_heartbeat_seconds")),
+            "buckets": _as_names(_conf_get("buckets")),
         }
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(overrides) - names
         if unknown:
             raise TypeError(f"unknown Lore setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
+        buckets = values["buckets"]
+        values["buckets"] = _as_names(buckets) if isinstance(buckets, str) else tuple(buckets)
         return cls(**values)
 
     def tracker_options(self) -> dict[str, Any]:

@@ -29,6 +29,33 @@ def airflow_bin() -> str:
     return str(Path(sys.executable).parent / "airflow")
 
 
+def installed_editable_from(repo: Path) -> bool:
+    """True when ``lore-s3`` is installed with ``pip install -e`` from ``repo`` (PEP 610 ``direct_url.json``)."""
+    from importlib import metadata
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    for dist in metadata.distributions(name="lore-s3"):
+        info = json.loads(dist.read_text("direct_url.json") or "{}")
+        url = str(info.get("url", ""))
+        editable = bool(info.get("dir_info", {}).get("editable"))
+        if editable and url.startswith("file:") and Path(url2pathname(urlparse(url).path)).resolve() == repo.resolve():
+            return True
+    return False
+
+
+def subprocess_pythonpath(repo: Path, *extra: str) -> str:
+    """PYTHONPATH for Airflow's processes: ``repo`` only when its packages are not installed from it.
+
+    ``pip install -e .`` leaves ``lore_s3.egg-info`` in the repository. With the repository
+    on PYTHONPATH as well, Python finds the ``lore-s3`` distribution twice, Airflow loads its
+    ``airflow.plugins`` entry point twice and shows "Plugin 'lore' already registered" as a
+    plugin import error on its home page.
+    """
+    paths = [*extra, *([] if installed_editable_from(repo) else [str(repo)]), os.environ.get("PYTHONPATH", "")]
+    return os.pathsep.join(p for p in paths if p)
+
+
 def prepare(home: Path | None = None) -> tuple[LocalS3Server, Path]:
     """Start the S3 server, upload the files, set the environment and migrate the database."""
     home = home or Path(tempfile.mkdtemp(prefix="lore-airflow-example-"))
@@ -54,10 +81,10 @@ def prepare(home: Path | None = None) -> tuple[LocalS3Server, Path]:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p),
+            "PYTHONPATH": subprocess_pythonpath(Path(repo)),
         }
     )
-    if repo not in sys.path:
+    if repo not in sys.path and not installed_editable_from(Path(repo)):
         sys.path.insert(0, repo)
     subprocess.run([airflow_bin(), "db", "migrate"], check=True, capture_output=True)
     return server, home

@@ -33,6 +33,7 @@ class Node:
     role: str  # "root" | "ancestor" | "descendant"
     status: str | None = None
     href: str = ""
+    outside: bool = False  # in a bucket the page may not read: drawn, never read or linked
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Graph:
     edges: list[Edge]
     width: int
     height: int
+    truncated: bool = False  # more ancestors than the page draws
 
 
 def _depths(start: FileId, links: dict[FileId, list[FileId]], limit: int) -> dict[FileId, int]:

@@ -26,6 +26,20 @@ BIN = Path(sys.executable).parent
 RUN_TIMEOUT = 240
 
 
+def _load_example_setup() -> Any:
+    # Loaded from its file: the example folder is not a package and must not join sys.path.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lore_airflow_example_setup", EXAMPLE_DAGS / "example_setup.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+example_setup = _load_example_setup()
+
+
 def airflow_env(home: Path, dags_folder: Path, endpoint: str, **extra: str) -> dict[str, str]:
     """The environment of an Airflow subprocess: isolated home, local S3, fake credentials."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
@@ -44,7 +58,9 @@ def airflow_env(home: Path, dags_folder: Path, endpoint: str, **extra: str) -> d
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+            # The repo under test, unless it is the editable install (then its egg-info would
+            # make Airflow load the plugin twice: "Plugin 'lore' already registered").
+            "PYTHONPATH": example_setup.subprocess_pythonpath(REPO),
         }
     )
     env.pop("AWS_SESSION_TOKEN", None)

@@ -18,21 +18,7 @@ import pytest
 from lore_core import LoreTracker
 
 from ..browser import headless_chromium
-from .conftest import EXAMPLE_DAGS, RunDags, airflow_env
-
-
-def _load_example_setup() -> Any:
-    # Loaded from its file: the example folder is not a package and must not join sys.path.
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("lore_airflow_example_setup", EXAMPLE_DAGS / "example_setup.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-example_setup = _load_example_setup()
+from .conftest import EXAMPLE_DAGS, RunDags, airflow_env, example_setup
 
 HOSTILE_KEY = 'odd/<script>alert("key")</script>.csv'
 HOSTILE_ERROR = "<img src=x onerror=alert('err')> & </td></tr>"
@@ -141,7 +127,7 @@ def test_every_value_is_html_escaped(ui: dict[str, Any], token: str) -> None:
 
 def test_a_corrupt_history_shows_its_error_instead_of_breaking_the_page(ui: dict[str, Any], token: str) -> None:
     status, body, _ = _get(f"{ui['base']}/lore/?file=corrupt/doc.csv", token=token)
-    assert status == 200
+    assert status == 422  # the page is still drawn, with the error in place of the history
     assert "CorruptHistoryError" in body and ".lore-s3/corrupt/doc.csv.json" in body
 
 
