@@ -29,8 +29,8 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Annotated, Any
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any, get_args
 from urllib.parse import urlencode
 
 from fastapi import Depends, HTTPException, Request
@@ -57,6 +57,7 @@ __all__ = [
     "LoginRequired",
     "UserDep",
     "current_user",
+    "db_session",
     "file_location",
     "hidden_dags",
     "http_error",
@@ -64,9 +65,9 @@ __all__ = [
     "may_read_bucket",
     "one_line",
     "readable_buckets",
-    "requires_asset_read",
-    "requires_login",
-    "requires_task_instance_read",
+    "require_asset_read",
+    "require_login",
+    "require_task_instance_read",
 ]
 
 # S3's rules, loosened for legacy us-east-1 names (upper case, '_'); never '/', '..' or spaces.
@@ -99,38 +100,44 @@ async def current_user(request: Request) -> Any:
 UserDep = Annotated[Any, Depends(current_user)]
 
 
-def requires_login() -> Any:
-    """Dependency: an Airflow login, and permission to see Airflow's website (for the stylesheet)."""
+# Airflow's security module is imported when a request is checked, not when the plugin
+# loads: every Airflow process loads plugins, and the import costs workers half a second.
+
+
+def require_login(request: Request, user: UserDep) -> None:
+    """Dependency: an Airflow login allowed to see Airflow's website (the stylesheet and the script)."""
     from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
     from airflow.api_fastapi.core_api.security import requires_access_view
 
-    return Depends(requires_access_view(AccessView.WEBSITE))
+    requires_access_view(AccessView.WEBSITE)(request, user)
 
 
-def requires_asset_read() -> Any:
+def require_asset_read(request: Request, user: UserDep) -> None:
     """Dependency: Airflow's asset read permission (histories describe S3 objects, i.e. assets)."""
     from airflow.api_fastapi.core_api.security import requires_access_asset
 
-    return Depends(requires_access_asset("GET"))
+    requires_access_asset("GET")(request, user)
 
 
-def requires_task_instance_read() -> Any:
+def require_task_instance_read(request: Request, user: UserDep) -> None:
     """Dependency: read access to the XCom of the DAG named by the ``dag_id`` query parameter."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-    from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
+    from airflow.api_fastapi.core_api.security import requires_access_dag
 
-    check = requires_access_dag("GET", DagAccessEntity.XCOM)
+    try:
+        requires_access_dag("GET", DagAccessEntity.XCOM)(request, user)
+    except HTTPException as exc:
+        if exc.status_code != 403:
+            raise
+        dag_id = request.query_params.get("dag_id", "")
+        raise HTTPException(403, one_line(f"You may not read the task instances of DAG {dag_id!r}")) from None
 
-    def may_read_task_instance(request: Request, user: Any = Depends(get_user)) -> None:
-        try:
-            check(request, user)
-        except HTTPException as exc:
-            if exc.status_code != 403:
-                raise
-            dag_id = request.query_params.get("dag_id", "")
-            raise HTTPException(403, one_line(f"You may not read the task instances of DAG {dag_id!r}")) from None
 
-    return Depends(may_read_task_instance)
+def db_session() -> Iterator[Any]:
+    """Dependency: a metadata-database session, from Airflow's own ``SessionDep``."""
+    from airflow.api_fastapi.common.db.common import SessionDep
+
+    yield from get_args(SessionDep)[1].dependency()
 
 
 def hidden_dags(request: Request, user: Any, dag_ids: Iterable[str]) -> set[str]:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -197,11 +197,6 @@ def _xcom_files(session: Any, dag_id: str, run_id: str, task_id: str, map_index:
 
 def create_app(settings: LoreSettings | None = None) -> FastAPI:
     """The app; ``settings`` default to ``[lore]`` from Airflow's config (read per request)."""
-    from airflow.api_fastapi.common.db.common import SessionDep
-
-    # Airflow's own DB-session dependency; taken out of its Annotated alias because this
-    # module's annotations are strings that FastAPI resolves in module scope.
-    db_session = get_args(SessionDep)[1]
     app = FastAPI(
         title="Lore lineage",
         dependencies=[Depends(access.current_user)],  # a login before anything else is resolved
@@ -292,7 +287,7 @@ def create_app(settings: LoreSettings | None = None) -> FastAPI:
             )
         return failed
 
-    @app.get("/", response_class=HTMLResponse, dependencies=[access.requires_asset_read()])
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(access.require_asset_read)])
     def lineage_page(
         request: Request,
         user: access.UserDep,
@@ -349,13 +344,13 @@ def create_app(settings: LoreSettings | None = None) -> FastAPI:
             store=s.store or "",
         )
 
-    @app.get("/ti", response_class=HTMLResponse, dependencies=[access.requires_task_instance_read()])
+    @app.get("/ti", response_class=HTMLResponse, dependencies=[Depends(access.require_task_instance_read)])
     def task_instance_page(
         dag_id: str,
         run_id: str,
         task_id: str,
         map_index: int = Query(-1, ge=-1),
-        session: Any = db_session,
+        session: Any = Depends(access.db_session, scope="function"),
     ) -> Response:
         try:
             files = _xcom_files(session, dag_id, run_id, task_id, map_index)
@@ -373,7 +368,7 @@ def create_app(settings: LoreSettings | None = None) -> FastAPI:
             files=[{"uri": f, "href": f"./?{urlencode({'file': f})}"} for f in files],
         )
 
-    @app.get("/api/history", dependencies=[access.requires_asset_read()])
+    @app.get("/api/history", dependencies=[Depends(access.require_asset_read)])
     def history_json(request: Request, user: access.UserDep, file: str) -> JSONResponse:
         s = current_settings()
         bucket, key = access.file_location(s, file)
@@ -386,7 +381,7 @@ def create_app(settings: LoreSettings | None = None) -> FastAPI:
         hidden = access.hidden_dags(request, user, _dags(doc.entries))
         return JSONResponse(_hide_task_data(doc.to_json_dict(), hidden))
 
-    @app.get("/static/{name}", dependencies=[access.requires_login()])
+    @app.get("/static/{name}", dependencies=[Depends(access.require_login)])
     def static(name: str) -> Response:
         media = _STATIC.get(name)
         if media is None:
