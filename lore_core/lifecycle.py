@@ -135,6 +135,7 @@ class Lifecycle:
         if self.redactor is not None:
             message = self.redactor.redact_text(message)
             stack = self.redactor.redact_text(stack) if stack is not None else None
+            name = self.redactor.redact_text(name) if name is not None else None
         return info.model_copy(
             update={
                 "message": limit_text(message, self.options.max_value_bytes) or "",
@@ -142,6 +143,13 @@ class Lifecycle:
                 "name": limit_text(name, 1024),
             }
         )
+
+    def orchestrator(self, value: Orchestrator) -> OrchestratorInfo | None:
+        """``value`` as stored: its UI link may carry credentials (``https://user:pw@host``)."""
+        info = _orchestrator(value)
+        if info is None or info.url is None or self.redactor is None:
+            return info
+        return info.model_copy(update={"url": self.redactor.redact_text(info.url)})
 
     def ensure_writable(self, file_key: str) -> None:
         """Run the conditional-write self-check before the first write (once per process and backend)."""
@@ -200,7 +208,7 @@ class Lifecycle:
             metadata=self.value(metadata, f"metadata of {step} on {file_key}") if metadata else None,
             replay_of=replay_of,
             attempt=attempt,
-            orchestrator=_orchestrator(orchestrator),
+            orchestrator=self.orchestrator(orchestrator),
             lease_expires_at=lease_expiry(self.options.lease_seconds, now),
         )
         lease = marker_lease(self.options.lease_seconds)
@@ -356,7 +364,7 @@ class Lifecycle:
             metadata=self.value(metadata, f"metadata of {step} on {file_key}") if metadata else None,
             replay_of=replay_of,
             attempt=attempt,
-            orchestrator=_orchestrator(orchestrator),
+            orchestrator=self.orchestrator(orchestrator),
             derived_from=[s.model_copy() for s in sources] or None,
         )
         if status is StepStatus.FAILED and entry.error is None:

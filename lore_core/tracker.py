@@ -34,7 +34,7 @@ from .failure_index import FailureIndex
 from .lifecycle import ActiveStep, ErrorLike, ErrorPolicy, Lifecycle, Orchestrator
 from .lineage import LineageNode, build_lineage
 from .models import FailedEntry, FileHistory, HistoryEntry, LineageRef, StepStatus
-from .redaction import Redactor
+from .redaction import Masker, Redactor
 from .steps import Handler, HandlerRegistry, StepContext, StepResult, register_step
 from .stores import S3Store, Store, open_store
 
@@ -50,6 +50,13 @@ class LoreTracker:
     Build one with ``LoreTracker.from_url("s3://bucket/.lore-s3")`` (also ``file:///dir``
     and ``memory://name``) or ``LoreTracker(bucket=..., prefix=..., s3_client=...)``.
     A tracker is thread-safe; share one per store in a process.
+
+    Secrets are masked before anything is written (``lore_core.redaction``):
+    ``secret_keys``/``extra_secret_keys`` set the key words, ``extra_maskers`` adds
+    callables that run first on every value and string (an orchestrator's own secrets
+    masker), ``redact=False`` leaves only those. ``writable_buckets`` names the other
+    buckets whose histories this tracker may write (the ``derivedTo`` side of
+    cross-bucket lineage); by default it writes only into its own bucket.
     """
 
     def __init__(
@@ -67,6 +74,7 @@ class LoreTracker:
         redact: bool = True,
         secret_keys: Iterable[str] | None = None,
         extra_secret_keys: Iterable[str] = (),
+        extra_maskers: Iterable[Masker] = (),
         **options: Any,
     ) -> None:
         try:
@@ -91,7 +99,11 @@ class LoreTracker:
         self.store = store
         self.bucket: str = store.bucket
         self.prefix: str = keys.validate_prefix(prefix)
-        self.redactor: Redactor | None = Redactor(secret_keys, extra_secret_keys) if redact else None
+        # extra_maskers (e.g. Airflow's secrets masker) run before Lore's own redaction, even with redact=False.
+        maskers = tuple(extra_maskers)
+        self.redactor: Redactor | None = (
+            Redactor(secret_keys, extra_secret_keys, maskers=maskers, builtin=redact) if redact or maskers else None
+        )
         self._handlers = HandlerRegistry()
         self._docs = Documents(store, self.prefix, self.options)
         self._life = Lifecycle(self._docs, self.options, self.redactor, self._handlers)
