@@ -16,10 +16,12 @@ handed a fetch function).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 
 from . import keys
+from .errors import StoreError
 from .ids import format_timestamp, utc_now
 from .models import ErrorInfo, FailedEntry, FileHistory, HistoryEntry, StepStatus
 from .stores import ListedObject, Store
@@ -29,6 +31,7 @@ __all__ = ["ORPHAN_GRACE", "FailureIndex"]
 # An index object whose entry is nowhere to be found is removed only once it is this old:
 # until then its history write may still be in flight (retries, a slow worker).
 ORPHAN_GRACE = timedelta(minutes=15)
+log = logging.getLogger("lore")
 _PAGE = 1000
 Fetch = Callable[[list[str]], dict[str, FileHistory | None]]
 
@@ -125,10 +128,10 @@ class FailureIndex:
             entry = doc.entry(entry_id) if doc is not None else None
             if entry is None:
                 if obj.last_modified is not None and now - obj.last_modified > ORPHAN_GRACE:
-                    self.store.delete(obj.key)  # its entry never landed, or was cleared
+                    self._repair(obj.key)  # its entry never landed, or was cleared
                 continue
             if entry.status is StepStatus.SUCCESS or entry.status is StepStatus.SKIPPED or entry.resolved_by:
-                self.store.delete(obj.key)  # left behind by a crash after the entry was resolved
+                self._repair(obj.key)  # left behind by a crash after the entry was resolved
                 continue
             if entry.status is StepStatus.RUNNING and not entry.abandoned:
                 continue  # alive, or its failure is being written right now
@@ -138,6 +141,13 @@ class FailureIndex:
             failed_at = entry.completed_at or entry.lease_expires_at or obj.last_modified
             reported.add((file_key, entry_id))
             yield self._failed(file_key, entry_id, entry.step, failed_at, abandoned=abandoned)
+
+    def _repair(self, key: str) -> None:
+        """Remove an orphan; a reader without delete rights (a read-only role) just skips it."""
+        try:
+            self.store.delete(key)
+        except StoreError as exc:
+            log.debug("lore: left orphan index object %s in place: %s", key, exc)
 
     def _failed(
         self, file_key: str, entry_id: str, step: str, failed_at: datetime | None, *, abandoned: bool

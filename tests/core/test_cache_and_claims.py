@@ -109,3 +109,21 @@ def test_clear_history_cleans_up_even_when_its_landed_write_is_answered_412(s3_c
     left = s3_client.list_objects_v2(Bucket=bucket, Prefix=".lore-s3/~lore/").get("Contents", [])
     assert [o["Key"] for o in left] == []
     assert list(tracker.list_failed(verify=False)) == []
+
+
+def test_list_failed_on_a_read_only_role_reports_without_repairing() -> None:
+    """The lineage page and sensors may hold read-only credentials: repairing an orphan is best effort."""
+    from lore_core import AccessDeniedError, MemoryStore
+
+    class ReadOnly(MemoryStore):
+        def delete(self, key: str) -> None:
+            raise AccessDeniedError(f"access denied while deleting memory://{self.bucket}/{key}")
+
+    writer = LoreTracker.from_url("memory://read-only-role")
+    failed = writer.run("f.csv", "s", handler=lambda ctx: 1 / 0)
+    entry = writer.run("f.csv", "s", handler=lambda ctx: None)  # resolves it
+    # A crash left the resolved failure's index object behind.
+    writer.store.put(f"{writer.prefix}/~lore/failed/f.csv/{failed.entry_id}/s", b"{}")
+    reader = LoreTracker(store=ReadOnly("read-only-role"))
+    assert list(reader.list_failed()) == [] and entry.status is StepStatus.SUCCESS
+    assert [f.entry_id for f in reader.list_failed(verify=False)] == [failed.entry_id]  # still there
