@@ -41,6 +41,7 @@ from lore_core.integration import (
 from lore_core.keys import DEFAULT_PREFIX
 
 from .config import LoreSettings
+from .masking import airflow_masker
 
 __all__ = [
     "LoreTrackingError",
@@ -129,10 +130,14 @@ def tracker_for(settings: LoreSettings, bucket: str | None = None) -> LoreTracke
         found = _trackers.get(cache_key)
         if found is not None:
             return found
+    # Airflow's secrets masker first: it knows the connection passwords and sensitive variables.
+    maskers = [airflow_masker]
     if default_bucket is None:
-        tracker = LoreTracker.from_url(settings.store, **options)
+        tracker = LoreTracker.from_url(settings.store, extra_maskers=maskers, **options)
     else:
-        tracker = LoreTracker(bucket=bucket, prefix=prefix, s3_client=_s3_client(settings), **options)
+        tracker = LoreTracker(
+            bucket=bucket, prefix=prefix, s3_client=_s3_client(settings), extra_maskers=maskers, **options
+        )
     with _trackers_lock:
         return _trackers.setdefault(cache_key, tracker)
 
