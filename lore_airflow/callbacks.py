@@ -83,6 +83,7 @@ def lore_callbacks(
     raise_on_error: bool | None = None,
     hook_lineage: bool | None = None,
     lease_seconds: float | None = None,
+    writable_buckets: Iterable[str] | None = None,
     inlets: Iterable[Any] = (),
     outlets: Iterable[Any] = (),
 ) -> dict[str, Any]:
@@ -92,8 +93,10 @@ def lore_callbacks(
     renewed by a heartbeat while the task runs; on success each ``s3://`` outlet is
     registered as derived from the inlets; on failure (and on each retry) the error is
     recorded. Options left as None come from ``[lore]`` in Airflow's config
-    (``lease_seconds`` too). ``inlets``/``outlets`` add templated keys to the task's own,
-    e.g. ``inlets=["s3://bucket/raw/{{ op_kwargs.name }}"]`` for a mapped task.
+    (``lease_seconds`` and ``writable_buckets`` too). Histories are written only into the
+    store's bucket and ``writable_buckets``; files of other buckets appear as refs.
+    ``inlets``/``outlets`` add templated keys to the task's own, e.g.
+    ``inlets=["s3://bucket/raw/{{ op_kwargs.name }}"]`` for a mapped task.
 
     A tracking error is logged at ERROR and the task goes on. With
     ``raise_on_error=True`` it fails the task (``LoreTrackingError``); tracking then
@@ -108,6 +111,7 @@ def lore_callbacks(
         "raise_on_error": raise_on_error,
         "hook_lineage": hook_lineage,
         "lease_seconds": lease_seconds,
+        "writable_buckets": tuple(writable_buckets) if writable_buckets is not None else None,
     }
     extra_in, extra_out = list(inlets), list(outlets)
 

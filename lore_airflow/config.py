@@ -23,6 +23,10 @@ arguments, which win over the config.
 - ``ui_default_prefix``: prefix of the failed-entries list on the lineage page.
 - ``buckets``: comma-separated buckets whose histories the lineage page may read
   (default: the store's bucket only); ``?file=s3://other/...`` is refused with 403.
+- ``writable_buckets``: comma-separated buckets, besides the store's, in which Lore may
+  write histories (default: none). A task's files in any other bucket are never
+  written: reading one is recorded as a ``derivedFrom`` ref (naming its bucket) on what
+  the task wrote into the store, writing one as a ``derivedTo`` ref on what it read.
 
 Example::
 
@@ -93,6 +97,7 @@ class LoreSettings:
     lease_seconds: float | None = None
     first_heartbeat_seconds: float | None = None
     buckets: tuple[str, ...] = ()
+    writable_buckets: tuple[str, ...] = ()
 
     @classmethod
     def from_airflow(cls, **overrides: Any) -> LoreSettings:
@@ -109,14 +114,16 @@ class LoreSettings:
             "lease_seconds": _as_seconds("lease_seconds", _conf_get("lease_seconds")),
             "first_heartbeat_seconds": _as_seconds("first_heartbeat_seconds", _conf_get("first_heartbeat_seconds")),
             "buckets": _as_names(_conf_get("buckets")),
+            "writable_buckets": _as_names(_conf_get("writable_buckets")),
         }
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(overrides) - names
         if unknown:
             raise TypeError(f"unknown Lore setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
-        buckets = values["buckets"]
-        values["buckets"] = _as_names(buckets) if isinstance(buckets, str) else tuple(buckets)
+        for option in ("buckets", "writable_buckets"):
+            given = values[option]
+            values[option] = _as_names(given) if isinstance(given, str) else tuple(given)
         return cls(**values)
 
     def tracker_options(self) -> dict[str, Any]:

@@ -27,7 +27,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
-from lore_core import ActiveStep, HistoryEntry, InvalidKeyError, LoreConfigError, LoreTracker, OrchestratorInfo
+from lore_core import (
+    ActiveStep,
+    HistoryEntry,
+    InvalidKeyError,
+    LineageRef,
+    LoreConfigError,
+    LoreTracker,
+    OrchestratorInfo,
+)
 from lore_core.ids import utc_now
 from lore_core.integration import (
     TrackingError,
@@ -111,15 +119,28 @@ def store_bucket_and_prefix(store: str) -> tuple[str | None, str]:
     return bucket, path.strip("/") or DEFAULT_PREFIX
 
 
-def tracker_for(settings: LoreSettings, bucket: str | None = None) -> LoreTracker:
-    """The tracker for files of ``bucket`` (histories live in each file's own bucket, same prefix).
+def can_write(settings: LoreSettings, bucket: str) -> bool:
+    """True when Lore may write histories in ``bucket``: the store's, or one in ``[lore] writable_buckets``.
 
     ``file://`` and ``memory://`` stores hold every bucket's files in the one store.
+    """
+    default_bucket, _ = store_bucket_and_prefix(settings.store or "")
+    return default_bucket is None or bucket == default_bucket or bucket in settings.writable_buckets
+
+
+def tracker_for(settings: LoreSettings, bucket: str | None = None) -> LoreTracker:
+    """The tracker for files of ``bucket`` (default: the store's bucket; same prefix in every bucket).
+
+    Lore writes through it only when ``can_write(settings, bucket)``; for any other bucket
+    it only reads. ``file://`` and ``memory://`` stores hold every bucket's files in the one store.
     """
     if not settings.store:
         raise LoreConfigError("no Lore store configured: set [lore] store (AIRFLOW__LORE__STORE) or pass store=")
     default_bucket, prefix = store_bucket_and_prefix(settings.store)
     options = settings.tracker_options()
+    if default_bucket is not None:
+        # Links between writable buckets are written on both sides; other buckets are never written.
+        options["writable_buckets"] = tuple(dict.fromkeys((default_bucket, *settings.writable_buckets)))
     if default_bucket is None:
         cache_key: tuple[Any, ...] = (settings.store,)
     else:
@@ -392,7 +413,18 @@ class TaskTracking:
                 return False
         inlets = resolve_s3_objects([*(getattr(task, "inlets", None) or []), *extra_inlets], task, context)
         outlets = resolve_s3_objects([*(getattr(task, "outlets", None) or []), *extra_outlets], task, context)
-        if not inlets and not outlets and not settings.hook_lineage:
+        # Entries go on the files Lore may write: the inlets, or the outlets of a task that reads none.
+        targets = [o for o in inlets if can_write(settings, o.bucket)] or [
+            o for o in outlets if can_write(settings, o.bucket)
+        ]
+        if not targets and not settings.hook_lineage:
+            if inlets or outlets:
+                log.info(
+                    "Lore: not tracking %s.%s: none of its files is in a bucket Lore may write "
+                    "(the store's, or [lore] writable_buckets)",
+                    ti.dag_id,
+                    ti.task_id,
+                )
             return False
         orchestrator = ti_orchestrator(ti)
         started = _Started(
@@ -410,8 +442,7 @@ class TaskTracking:
             if key in _active or key in _done:
                 return False
             _active[key] = started
-        # Files the entries go on: the inlets, or the outlets of a task that reads nothing.
-        for obj in inlets or outlets:
+        for obj in targets:
             with guarded(settings, f"the start of {started.step} on {obj.uri}"):
                 active = tracker_for(settings, obj.bucket).begin(
                     obj.key,
@@ -482,9 +513,11 @@ class TaskTracking:
                 outlets.append(obj)
         output_value = _jsonable_only(output) if has_output else None
 
-        def record_success(tracker: LoreTracker, key: str, produces: Sequence[str] = ()) -> HistoryEntry:
+        def record_success(
+            key: str, produces: Sequence[str] = (), derived_from: Sequence[LineageRef] = (), bucket: str | None = None
+        ) -> HistoryEntry:
             # One finished entry for a file the task touched without a running entry of its own.
-            return tracker.record(
+            return tracker_for(settings, bucket).record(
                 key,
                 started.step,
                 "success",
@@ -494,49 +527,71 @@ class TaskTracking:
                 orchestrator=started.orchestrator,
                 attempt=started.orchestrator.try_number,
                 produces=produces,
+                derived_from=derived_from,
             )
 
-        sources: list[tuple[S3Object, str]] = []
+        def writable(obj: S3Object) -> bool:
+            return can_write(settings, obj.bucket)
+
+        # What the task read: its declared inlets, or else what it read through hooks.
+        reads = list(started.inlets) or [o for o in hook_in if o not in outlets]
+        # (file read, its entry id) for each read the outlets derive from; None: a file of a
+        # bucket Lore may not write, which only ever appears as a ref naming its bucket.
+        sources: list[tuple[S3Object, str | None]] = []
         each = _EachFile(settings)
 
-        if started.inlets:
-            for obj in started.inlets:
-                active = started.entries.get((obj.bucket, obj.key))
-                if active is None:
-                    continue
-                with each.guard(f"the success of {started.step} on {obj.uri}"):
-                    same_bucket = [o.key for o in outlets if o.bucket == obj.bucket and o != obj]
+        for obj in reads:
+            if not writable(obj):
+                sources.append((obj, None))
+                continue
+            same_bucket = [o.key for o in outlets if o.bucket == obj.bucket and o != obj and writable(o)]
+            active = started.entries.get((obj.bucket, obj.key))
+            with each.guard(f"the success of {started.step} on {obj.uri}"):
+                if active is not None:
                     if active.succeed(output_value, produces=same_bucket) is not None:
                         sources.append((obj, active.entry_id))
-        else:
-            # No declared inlets: hook reads become the inlets, recorded as finished entries.
-            for obj in hook_in:
-                if obj in outlets:
-                    continue
-                with each.guard(f"the success of {started.step} on {obj.uri}"):
-                    tracker = tracker_for(settings, obj.bucket)
-                    same_bucket = [o.key for o in outlets if o.bucket == obj.bucket]
-                    entry = record_success(tracker, obj.key, produces=same_bucket)
+                elif not started.inlets:
+                    # A hook read in a bucket Lore writes: an entry of its own, as for an inlet.
+                    entry = record_success(obj.key, produces=same_bucket, bucket=obj.bucket)
                     sources.append((obj, entry.id))
-            # Outlets of a task that read nothing carry the entry themselves.
-            for obj in outlets:
-                active = started.entries.get((obj.bucket, obj.key))
-                with each.guard(f"the success of {started.step} on {obj.uri}"):
-                    if active is not None:
-                        active.succeed(output_value)
-                    elif not sources:
-                        record_success(tracker_for(settings, obj.bucket), obj.key)
-        # Cross-bucket outlets: the derived file's own tracker points back at the source bucket.
+
+        # Outlets: their own entry when the task began one there (no writable inlets), or when it
+        # declared no writable inlet and nothing it read has an entry (it read only other buckets,
+        # or nothing); then derived from what it read (refs naming the other buckets).
+        refs_only = not any(entry_id for _, entry_id in sources) and not any(writable(o) for o in started.inlets)
+        foreign = [LineageRef(file_key=o.key, bucket=o.bucket) for o, entry_id in sources if entry_id is None]
+        linked: set[S3Object] = set()
+        for obj in outlets:
+            if not writable(obj):
+                continue
+            active = started.entries.get((obj.bucket, obj.key))
+            with each.guard(f"the success of {started.step} on {obj.uri}"):
+                if active is not None:
+                    active.succeed(output_value)
+                elif refs_only:
+                    record_success(obj.key, derived_from=foreign, bucket=obj.bucket)
+                    linked.add(obj)
+
+        # The links produces= and record() did not make: across buckets, on the sides Lore may write.
         for source, entry_id in sources:
             for obj in outlets:
-                if obj.bucket == source.bucket or obj == source:
+                if obj == source or (entry_id is None and obj in linked):
                     continue
-                with each.guard(f"the link from {obj.uri} to {source.uri}"):
-                    tracker_for(settings, obj.bucket).register_derived_file(
-                        obj.key, source.key, entry_id, source_bucket=source.bucket
-                    )
+                if writable(obj):
+                    if entry_id is not None and obj.bucket == source.bucket:
+                        continue  # made by produces=
+                    with each.guard(f"the link from {obj.uri} to {source.uri}"):
+                        tracker_for(settings, obj.bucket).register_derived_file(
+                            obj.key, source.key, entry_id, source_bucket=source.bucket
+                        )
+                elif entry_id is not None:
+                    # An outlet in a bucket Lore may not write: the source's derivedTo names it.
+                    with each.guard(f"the link from {source.uri} to {obj.uri}"):
+                        tracker_for(settings, source.bucket).register_derived_file(
+                            obj.key, source.key, entry_id, derived_bucket=obj.bucket
+                        )
         each.raise_first()
-        touched = [o.uri for o in [*started.inlets, *(s for s, _ in sources), *outlets]]
+        touched = [o.uri for o in [*started.inlets, *(s for s, _ in sources), *outlets] if writable(o)]
         return list(dict.fromkeys(touched))
 
     @staticmethod
@@ -554,10 +609,14 @@ class TaskTracking:
             if active.fail(error) is not None:
                 touched.append(s3_url(bucket, key))
         if not started.entries and settings.hook_lineage:
-            # Nothing declared: the files the task read through hooks before failing carry the failure.
+            # Nothing declared: the files the task read (or else wrote) through hooks before failing
+            # carry the failure, in the buckets Lore may write.
             hook_in, hook_out = hook_lineage_since(started.hook_before)
             each = _EachFile(settings)
-            for obj in hook_in or hook_out:
+            targets = [o for o in hook_in if can_write(settings, o.bucket)] or [
+                o for o in hook_out if can_write(settings, o.bucket)
+            ]
+            for obj in targets:
                 with each.guard(f"the failure of {started.step} on {obj.uri}"):
                     tracker_for(settings, obj.bucket).record(
                         obj.key,

@@ -24,6 +24,14 @@ def _positive(name: str, value: float, *, integer: bool = False, allow_zero: boo
         raise LoreConfigError(f"{name} must be {bound}, got {value!r}")
 
 
+def _bucket_names(name: str, value: object) -> None:
+    if isinstance(value, str) or not isinstance(value, (tuple, list, set, frozenset)):
+        raise LoreConfigError(f"{name} must be a list of bucket names, got {value!r}")
+    for bucket in value:
+        if not isinstance(bucket, str) or not bucket or "/" in bucket:
+            raise LoreConfigError(f"{name} must hold bucket names (no 's3://', no '/'), got {bucket!r}")
+
+
 @dataclass(frozen=True)
 class TrackerOptions:
     """Limits and timings of a tracker (see the README's Configuration table)."""
@@ -42,8 +50,12 @@ class TrackerOptions:
     outage_timeout: float = 60.0
     verify_conditional_writes: bool = True
     max_lineage_nodes: int = 2000
+    writable_buckets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        _bucket_names("writable_buckets", self.writable_buckets)
+        # A list or set given by the caller is kept as a tuple: the options stay hashable.
+        object.__setattr__(self, "writable_buckets", tuple(dict.fromkeys(self.writable_buckets)))
         _positive("cas_max_attempts", self.cas_max_attempts, integer=True)
         _positive("max_ancestry", self.max_ancestry, integer=True, allow_zero=True)
         _positive("cache_size", self.cache_size, integer=True, allow_zero=True)

@@ -5,21 +5,31 @@ Promises: a derived file's document gets one ``derivedFrom`` ref per source file
 bounded by ``max_ancestry``), so reading a lineage graph of any depth costs two round
 trips; the source's document gets one ``derivedTo`` ref per derived file, so direct
 descendants cost one read. Each link is its own idempotent compare-and-swap.
+
+Writes stay where they are configured: a derived file always lives in the tracker's
+own bucket, and a source in another bucket gets its ``derivedTo`` ref only when that
+bucket is in ``writable_buckets``; otherwise the link is recorded on the configured
+store's side alone (the derived file's ``derivedFrom`` names the other bucket) and the
+other bucket is never written. Such a bucket's histories are still read for ancestry
+where they can be; one that cannot be read (denied, missing) counts as having none.
 It does not read lineage back (``lineage.graph``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from . import keys
-from .documents import Documents
-from .errors import EntryNotFoundError
+from .documents import DocKey, Documents
+from .errors import AccessDeniedError, BucketNotFoundError, EntryNotFoundError
 from .models import FileHistory, LineageRef, StepStatus
 from .mutations import link_derived_from, link_derived_to
 
 __all__ = ["Derivation", "rebase", "with_default_entry"]
+
+log = logging.getLogger("lore")
 
 
 def rebase(ref: LineageRef, target_bucket: str) -> LineageRef:
@@ -42,6 +52,29 @@ class Derivation:
         self.docs = docs
         self.bucket = docs.bucket
         self.max_ancestry = max_ancestry
+
+    def writable(self, bucket: str | None) -> bool:
+        """True for the tracker's own bucket and the buckets in ``writable_buckets``."""
+        return bucket is None or bucket == self.bucket or bucket in self.docs.options.writable_buckets
+
+    def load_source(self, ref: LineageRef, *, fresh: bool = False) -> FileHistory | None:
+        """A source's history; None when a bucket Lore may not write cannot be read either."""
+        try:
+            return self.docs.load(ref.file_key, ref.bucket, fresh=fresh)
+        except (AccessDeniedError, BucketNotFoundError) as exc:
+            if self.writable(ref.bucket):
+                raise
+            log.debug("lore: no history read from bucket %r (%s); linking %r without it", ref.bucket, exc, ref.file_key)
+            return None
+
+    def fetch_sources(self, sources: Sequence[LineageRef]) -> dict[DocKey, FileHistory | None]:
+        """The histories of ``sources``, read in parallel (one round trip; see ``load_source``)."""
+        unique = {(s.bucket or self.bucket, s.file_key): s for s in sources}
+        if len(unique) <= 1:
+            return {ident: self.load_source(ref, fresh=True) for ident, ref in unique.items()}
+        with ThreadPoolExecutor(max_workers=min(32, len(unique))) as pool:
+            docs = pool.map(lambda ref: self.load_source(ref, fresh=True), unique.values())
+            return dict(zip(unique, docs, strict=True))
 
     def source_ref(self, ref: LineageRef | str) -> LineageRef:
         if isinstance(ref, str):
@@ -83,7 +116,7 @@ class Derivation:
     ) -> None:
         """Point each derived file's history at ``source`` (one write each when the file is new)."""
         if source_doc is None:
-            source_doc = self.docs.load(source.file_key, source.bucket)
+            source_doc = self.load_source(source)
         ancestry = self.ancestry_for([source], {(source.bucket or self.bucket, source.file_key): source_doc})
         ref = rebase(source, self.bucket)
 
@@ -98,15 +131,26 @@ class Derivation:
             list(pool.map(derive, derived_keys))
 
     def link_forward(self, source: LineageRef, child: LineageRef) -> None:
-        """Add ``child`` to the source's ``derivedTo`` (the source may live in another bucket)."""
-        child = rebase(child.model_copy(update={"bucket": self.bucket}), source.bucket or self.bucket)
+        """Add ``child`` to the source's ``derivedTo`` when the source's bucket is writable (else nothing)."""
+        if not self.writable(source.bucket):
+            return  # recorded on our side only: the child's derivedFrom names the other bucket
+        child = rebase(child.model_copy(update={"bucket": child.bucket or self.bucket}), source.bucket or self.bucket)
         mutate = link_derived_to(child, lambda: self.docs.new_history(source.file_key, source.bucket))
         self.docs.update(source.file_key, mutate, bucket=source.bucket)
 
-    def register(self, derived_key: str, source: LineageRef, source_entry_id: str | None) -> None:
-        source_doc = self.docs.load(source.file_key, source.bucket, fresh=True)
+    def register(
+        self, derived_key: str, source: LineageRef, source_entry_id: str | None, derived_bucket: str | None = None
+    ) -> None:
+        """Link ``derived_key`` (in ``derived_bucket``, default ours) to ``source`` on every side we may write.
+
+        A derived file of another bucket is never written: the source's ``derivedTo`` names it.
+        """
+        source_doc = self.load_source(source, fresh=True)
         if source_entry_id is not None and (source_doc is None or source_doc.entry(source_entry_id) is None):
             raise EntryNotFoundError(f"history of {source.file_key!r} has no entry {source_entry_id!r}")
         source = with_default_entry(source, source_doc)
-        self.derive_many([derived_key], source, source_doc=source_doc)
-        self.link_forward(source, LineageRef(file_key=derived_key, entry_id=source.entry_id))
+        ours = derived_bucket in (None, self.bucket)
+        if ours:
+            self.derive_many([derived_key], source, source_doc=source_doc)
+        child_bucket = None if ours else derived_bucket
+        self.link_forward(source, LineageRef(file_key=derived_key, entry_id=source.entry_id, bucket=child_bucket))

@@ -347,7 +347,7 @@ class Lifecycle:
         completed = completed_at or utc_now()
         started = started_at or completed
         sources = [self.derivation.source_ref(ref) for ref in derived_from]
-        source_docs = self.docs.fetch_many([(s.bucket, s.file_key) for s in sources])
+        source_docs = self.derivation.fetch_sources(sources)
         sources = [with_default_entry(s, source_docs.get((s.bucket or self.docs.bucket, s.file_key))) for s in sources]
         entry = HistoryEntry(
             id=new_entry_id(),

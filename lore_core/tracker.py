@@ -409,15 +409,26 @@ class LoreTracker:
         )
 
     def register_derived_file(
-        self, derived_key: str, source_key: str, source_entry_id: str | None = None, *, source_bucket: str | None = None
+        self,
+        derived_key: str,
+        source_key: str,
+        source_entry_id: str | None = None,
+        *,
+        source_bucket: str | None = None,
+        derived_bucket: str | None = None,
     ) -> None:
-        """Record that ``derived_key`` was made from ``source_key`` (default: its latest successful entry)."""
+        """Record that ``derived_key`` was made from ``source_key`` (default: its latest successful entry).
+
+        Either file may be in another bucket (``source_bucket``, ``derived_bucket``); only this
+        tracker's bucket and ``writable_buckets`` are written, so a link to another bucket is
+        kept on this side (the derived file's ``derivedFrom``, or the source's ``derivedTo``).
+        """
         derived_key = self._file_key(derived_key)
         source = self._life.derivation.source_ref(
             LineageRef(file_key=source_key, entry_id=source_entry_id, bucket=source_bucket)
         )
         self._life.ensure_writable(derived_key)
-        self._life.derivation.register(derived_key, source, source_entry_id)
+        self._life.derivation.register(derived_key, source, source_entry_id, derived_bucket)
 
     def clear_history(self, file_key: str) -> None:
         """Drop the file's entries and their index objects; keep its lineage links."""

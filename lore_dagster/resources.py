@@ -181,6 +181,13 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         default=None,
         description="Delay before the first lease renewal of a running entry. None keeps Lore's default (5).",
     )
+    writable_buckets: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Buckets besides the store's in which Lore may write histories (the derivedTo side of "
+            "cross-bucket lineage). Any other bucket is only ever named in refs, never written."
+        ),
+    )
 
     _tracker: LoreTracker | None = PrivateAttr(default=None)
     _client: Any = PrivateAttr(default=None)
@@ -225,6 +232,8 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 )
                 if value is not None
             }
+            if self.writable_buckets:
+                options["writable_buckets"] = tuple(self.writable_buckets)
             tracker = LoreTracker.from_url(
                 self.store, s3_client=client, endpoint_url=self.endpoint_url, region=self.region, **options
             )

@@ -47,6 +47,9 @@ def world(
         AIRFLOW__LORE__STORE=f"s3://{b1}/.lore-s3",
         AIRFLOW__LORE__AWS_CONN_ID="lore_s3",
         AIRFLOW__LORE__ENDPOINT_URL="",
+        # Lore may write the second bucket too (test_cross_bucket_lineage); without this it never
+        # would (test_write_scope.py).
+        AIRFLOW__LORE__WRITABLE_BUCKETS=b2,
     )
     return {
         "result": result,

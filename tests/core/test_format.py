@@ -127,7 +127,8 @@ def test_cross_bucket_lineage(s3_client: Any, bucket: str) -> None:
     other = bucket + "-out"
     s3_client.create_bucket(Bucket=other)
     source = LoreTracker(bucket=bucket, s3_client=s3_client)
-    target = LoreTracker(bucket=other, s3_client=s3_client)
+    # The source's bucket is written (its derivedTo) only because it is listed (test_write_scope.py).
+    target = LoreTracker(bucket=other, s3_client=s3_client, writable_buckets=[bucket])
     made = source.run("raw/in.csv", step="ingest", handler=lambda ctx: None)
     target.register_derived_file("clean/out.parquet", "raw/in.csv", made.entry_id, source_bucket=bucket)
 
