@@ -1,18 +1,20 @@
 """Entry ids and timestamps: ULIDs that sort by time, UTC times at millisecond precision.
 
 Promises: ``new_entry_id()`` is unique and monotonic within a process and sorts by
-creation time across processes (to the millisecond); ``utc_now()`` compares equal
+creation time across processes (to the millisecond); ``stable_entry_id(when, *parts)``
+is the same in every process for the same arguments (an event several processes see); ``utc_now()`` compares equal
 to itself after a round trip through ``format_timestamp``. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
 from datetime import UTC, datetime
 
-__all__ = ["as_utc", "duration_ms", "format_timestamp", "new_entry_id", "utc_now"]
+__all__ = ["as_utc", "duration_ms", "format_timestamp", "new_entry_id", "stable_entry_id", "utc_now"]
 
 
 def utc_now() -> datetime:
@@ -51,6 +53,21 @@ def new_entry_id() -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to increment
         _ulid_last[0], _ulid_last[1] = ms, rand
+    return _ulid(ms, rand)
+
+
+def stable_entry_id(when: datetime, *parts: str) -> str:
+    """The ULID of an entry that several processes may record for one event (the same for each).
+
+    Its time is ``when`` (to the millisecond); its random part a hash of ``parts`` (say a run
+    id and an event id). Recording it twice is a no-op, as for any entry id.
+    """
+    ms = int(as_utc(when).timestamp() * 1000)
+    digest = hashlib.sha256("\x00".join(parts).encode("utf-8")).digest()
+    return _ulid(ms, int.from_bytes(digest[:10], "big"))
+
+
+def _ulid(ms: int, rand: int) -> str:
     value = (ms << 80) | (rand & ((1 << 80) - 1))
     chars = []
     for _ in range(26):

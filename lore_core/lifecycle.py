@@ -338,6 +338,7 @@ class Lifecycle:
         attempt: int | None = None,
         produces: str | Iterable[str] | None = None,
         derived_from: Iterable[LineageRef | str] = (),
+        entry_id: str | None = None,
     ) -> HistoryEntry:
         file_key = self.file_key(file_key)
         keys.validate_step(self.prefix, file_key, step)
@@ -350,7 +351,7 @@ class Lifecycle:
         source_docs = self.derivation.fetch_sources(sources)
         sources = [with_default_entry(s, source_docs.get((s.bucket or self.docs.bucket, s.file_key))) for s in sources]
         entry = HistoryEntry(
-            id=new_entry_id(),
+            id=entry_id or new_entry_id(),
             step=step,
             description=self.text(description),
             status=status,

@@ -384,11 +384,14 @@ class LoreTracker:
         attempt: int | None = None,
         produces: str | Iterable[str] | None = None,
         derived_from: Iterable[LineageRef | str] = (),
+        entry_id: str | None = None,
     ) -> HistoryEntry:
         """Record a finished entry in one write (for callers that saw the step run elsewhere).
 
         ``derived_from`` names the files this one was made from (``LineageRef`` or a key;
         no entry id means the source's latest successful entry); they are linked both ways.
+        ``entry_id`` (e.g. ``lore_core.ids.stable_entry_id``) lets several processes that saw
+        one event record it once: a second record of the same id changes nothing.
         """
         return self._life.record(
             file_key,
@@ -406,6 +409,7 @@ class LoreTracker:
             attempt=attempt,
             produces=produces,
             derived_from=derived_from,
+            entry_id=entry_id,
         )
 
     def register_derived_file(

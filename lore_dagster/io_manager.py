@@ -43,7 +43,7 @@ from lore_core.ids import utc_now
 from lore_core.integration import s3_url, tracking_errors
 from lore_core.keys import validate_file_key
 
-from .metadata import materialization_metadata
+from .metadata import failure_metadata, materialization_metadata
 from .resources import (
     META_READS,
     PARTITION_TAG,
@@ -54,15 +54,19 @@ from .resources import (
     asset_step_name,
     build_orchestrator_info,
     error_info_from_dagster,
+    event_entry_id,
+    event_time,
     record_declared_writes,
+    recorded,
     replay_target,
     run_orchestrator,
-    this_process,
+    step_started_at,
 )
 
 __all__ = ["LoreS3IOManager", "deserialize", "serialize"]
 
 FORMAT_META = "lore-format"
+META_LOADED = "lore/loaded"  # LOADED_INPUT metadata: the refs of the objects a step loaded
 WRITER_META = "lore-writer"
 WRITER = "lore-dagster"
 
@@ -217,6 +221,9 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
         tags = context.step_context.dagster_run.tags
         orchestrator = build_orchestrator_info(context, context.asset_key, self.lore.dagster_ui_url, partition)
         output = {"uri": s3_url(self.bucket, key), "bytes": size, "format": fmt}
+        # The step's own start (a root asset loads nothing, so the first load is no clock).
+        started = step_started_at(context.step_context.instance, context.run_id, context.step_key)
+        started = started or inputs.started_at
 
         def record_success(file_key: str, sources: list[LineageRef]) -> HistoryEntry:
             return tracker.record(
@@ -225,7 +232,7 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
                 status="success",
                 input=[r.file_key for r in refs] or None,
                 output=output,
-                started_at=inputs.started_at,
+                started_at=started,
                 completed_at=utc_now(),
                 metadata={"dagster/step_key": context.step_key},
                 orchestrator=orchestrator,
@@ -234,17 +241,21 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
             )
 
         part_file = self.partition_file(tracker, partition)
+        replay_of: str | None = None
         if part_file is not None:
             # The step ran against this file: its history says so, and the success resolves an
             # earlier failure of the same step on it (the replay sensor's work). Recorded first,
             # so that a root asset's output is derived from this very entry.
             file_entry = record_success(part_file, [])
+            replay_of = file_entry.replay_of
             if not refs:
                 refs = [LineageRef(file_key=part_file, entry_id=file_entry.id)]
         elif not refs and partition is not None and self.file_partitions:
             refs.extend(self._partition_source(tracker, partition))
         entry = record_success(key, refs)
-        context.add_output_metadata(materialization_metadata(tracker, key, entry, refs, part_file))
+        context.add_output_metadata(
+            materialization_metadata(tracker, key, entry, refs, part_file, replay_of=replay_of or entry.replay_of)
+        )
 
     def partition_file(self, tracker: LoreTracker, partition: str | None) -> str | None:
         """The partition key when per-file partitions make it name an object of the tracked bucket."""
@@ -301,11 +312,13 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
             f"the lineage of inputs {keys}", raise_on_error=self.lore.raise_on_error, logger=DagsterLogs(context.log)
         ):
             tracker = self._tracker()
-            REGISTRY.add_input(
-                context.step_context.run_id,
-                context.step_context.step.key,
-                [self._ref_for(tracker, k) for k in keys],
-                utc_now(),
+            refs = [self._ref_for(tracker, k) for k in keys]
+            REGISTRY.add_input(context.step_context.run_id, context.step_context.step.key, refs, utc_now())
+            # On the run's LOADED_INPUT event: the entries this step reads (and, for the other
+            # processes of the run, that this step's own process records its failure, with them).
+            context.add_input_metadata(
+                {META_LOADED: dg.MetadataValue.json([r.to_json_dict() for r in refs])},
+                description="Lore: the history entries of the objects loaded",
             )
         if partitions == [None]:
             return values[None]
@@ -330,12 +343,18 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
 
 
 def record_run_failures(io_manager: LoreS3IOManager, context: dg.InitResourceContext) -> None:
-    """A failed entry on each output of each step that failed in this process."""
+    """A failed entry on each output of each step that failed in the run, recorded once.
+
+    Every process of the run tears its resources down and may see a failure; each entry's id
+    comes from the failure event, so whichever records it writes the same entry once. A step
+    whose inputs Lore loaded is left to its own process (step key in ``REGISTRY``), which
+    knows them. The failed asset partition gets an observation with the entry and the error.
+    """
     run, instance = context.run, context.instance
     if run is None or instance is None:
         return
     failures = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
-    failures = [r for r in failures if this_process(r) and REGISTRY.claim_event(run.run_id, r.storage_id)]
+    failures = [r for r in failures if REGISTRY.claim_event(run.run_id, r.storage_id)]
     if not failures:
         return
     plan = (
@@ -344,6 +363,7 @@ def record_run_failures(io_manager: LoreS3IOManager, context: dg.InitResourceCon
     if plan is None:
         return
     steps = {s.key: s for s in plan.steps}
+    loaded_by_lore = steps_loaded_by_lore(instance, run.run_id)
     tracker = io_manager._tracker()
     partition = run.tags.get(PARTITION_TAG)
     for record in failures:
@@ -352,12 +372,16 @@ def record_run_failures(io_manager: LoreS3IOManager, context: dg.InitResourceCon
         failure = entry.dagster_event.step_failure_data if entry.dagster_event else None
         if step_snap is None:
             continue
+        if step_snap.key in loaded_by_lore and not REGISTRY.owns(run.run_id, step_snap.key):
+            continue  # its own process loaded its inputs and records it, with them
         error = (
             error_info_from_dagster(failure.error)
             if failure is not None and failure.error
             else ErrorInfo(message="step failed")
         )
         inputs = REGISTRY.inputs(run.run_id, step_snap.key)
+        completed = event_time(record)
+        started = step_started_at(instance, run.run_id, step_snap.key, completed) or inputs.started_at
         for output in step_snap.outputs:
             props = output.properties
             # Outputs typed Nothing (MaterializeResult, -> None) never reach the IO manager.
@@ -367,26 +391,54 @@ def record_run_failures(io_manager: LoreS3IOManager, context: dg.InitResourceCon
             step = asset_step_name(props.asset_key)
             # A per-file partition: the failure belongs to the file being processed (the
             # output was never written); otherwise to the output object.
-            key = io_manager.partition_file(tracker, part) or io_manager.object_key(props.asset_key, part)
+            part_file = io_manager.partition_file(tracker, part)
+            key = part_file or io_manager.object_key(props.asset_key, part)
             sources = [r.file_key for r in inputs.refs]
             if not sources and part is not None and io_manager.file_partitions:
                 sources = [part]  # a per-file partition: the file it was processing
+            entry_id = event_entry_id(run.run_id, record, output.name)
             with tracking_errors(
                 f"the failure of {step} on {key}",
                 raise_on_error=io_manager.lore.raise_on_error,
                 logger=DagsterLogs(context.log),
             ):
-                tracker.record(
+                if recorded(tracker, key, entry_id):
+                    continue  # another process of the run recorded it
+                failed = tracker.record(
                     key,
                     step=step,
                     status="failed",
                     input=sources or None,
                     error=error,
-                    started_at=inputs.started_at,
-                    completed_at=utc_now(),
+                    started_at=started,
+                    completed_at=completed,
                     metadata={"dagster/step_key": step_snap.key},
                     orchestrator=run_orchestrator(run, step, part, io_manager.lore.dagster_ui_url),
                     replay_of=replay_target(run.tags, key, step),
+                    entry_id=entry_id,
+                )
+                # The failed (partition of the) asset shows the failure on its page in Dagster.
+                instance.report_runless_asset_event(
+                    dg.AssetObservation(
+                        asset_key=props.asset_key,
+                        partition=part,
+                        metadata=failure_metadata(tracker, key, failed, part_file),
+                        description=f"Lore: {step} failed on {key}",
+                    )
                 )
                 if context.log is not None:
-                    context.log.info(f"Lore: recorded failure of {step} on {key}: {error.message}")
+                    context.log.info(
+                        f"Lore: recorded failure of {step} on {key}: {failed.error.message if failed.error else ''}"
+                    )
+
+
+def steps_loaded_by_lore(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    """Step keys of the run whose inputs Lore's IO manager loaded (its metadata is on the LOADED_INPUT event)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.LOADED_INPUT).records
+    out = set()
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        data = event.event_specific_data if event is not None else None
+        if META_LOADED in (getattr(data, "metadata", None) or {}):
+            out.add(record.event_log_entry.step_key or "")
+    return out

@@ -11,7 +11,18 @@ Every key starts with ``lore/``:
 ``lore/lineage``       a Markdown tree of all known ancestors
 ``lore/successes``     how many successful entries that file has had
 ``lore/failures``      how many failed entries that file has had
+``lore/replay``        True when the entry replays a failed one
+``lore/replay_of``     the failed entry it replays (replays only)
 =====================  =====================================================
+
+Labels (file keys) are data, never Markdown: in ``lore/lineage`` and
+``lore/derived_from`` each is escaped (``markdown_text``) or a code span
+(``markdown_code``), so a key such as ``[x](javascript:...)`` or ``<img ...>`` is shown
+as it is and never becomes a link or HTML.
+
+A step that fails gets a failed entry and, on the failed asset (partition), an
+observation with ``lore/entry_id``, ``lore/status``, ``lore/error``, ``lore/file``,
+``lore/history``, ``lore/run_id`` and ``lore/run`` (a link to the run).
 
 ``lore_lineage_metadata`` builds the ``lore/reads``/``lore/writes`` metadata an asset
 returns in a ``MaterializeResult`` when it writes its own S3 objects.
@@ -39,7 +50,7 @@ import dagster as dg
 from lore_core import FileHistory, HistoryEntry, LineageNode, LineageRef, LoreTracker
 from lore_core.integration import s3_url
 
-__all__ = ["lineage_markdown", "lore_lineage_metadata", "materialization_metadata"]
+__all__ = ["failure_metadata", "lineage_markdown", "lore_lineage_metadata", "materialization_metadata"]
 
 # Bounds keep the metadata small on wide or deep lineages; the full tree is one CLI call away.
 _MAX_TREE_NODES = 40
@@ -65,6 +76,45 @@ def lore_lineage_metadata(reads: Sequence[str] = (), writes: Sequence[str] = ())
 
 def _label(bucket: str, key: str, home_bucket: str) -> str:
     return key if bucket == home_bucket else s3_url(bucket, key)
+
+
+# What can make Markdown out of text: emphasis, code, links and images, raw HTML and entities,
+# autolinks (an e-mail address, a scheme), line-start blocks; any other character is inert.
+_MARKDOWN_SPECIAL = frozenset("\\`*_{}[]()<>#!|&~@:")
+
+
+def markdown_text(text: str) -> str:
+    r"""``text`` as literal Markdown text: no link, no HTML, no emphasis, nothing but its characters.
+
+    Characters that could start Markdown or HTML are backslash-escaped (CommonMark renders
+    ``\<`` as ``<``, never as the start of a tag) and line breaks become spaces (they
+    would start a new block).
+
+    Example::
+
+        >>> print(markdown_text("[md](javascript:alert(1))"))
+        \[md\]\(javascript\:alert\(1\)\)
+    """
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else " " if c in "\r\n" else c for c in text)
+
+
+def markdown_code(text: str) -> str:
+    """``text`` as a Markdown code span: shown as it is (HTML and Markdown inert), whatever backticks it holds.
+
+    Example::
+
+        >>> print(markdown_code("a`b"))
+        ``a`b``
+    """
+    text = text.replace("\r", " ").replace("\n", " ")
+    longest = current = 0
+    for c in text:
+        current = current + 1 if c == "`" else 0
+        longest = max(longest, current)
+    fence = "`" * (longest + 1)
+    # A span that starts or ends with a backtick (or a space) is padded; CommonMark strips one space each side.
+    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _status_of(history: FileHistory | None, entry_id: str | None) -> str:
@@ -100,8 +150,9 @@ def lineage_markdown(node: LineageNode, home_bucket: str | None = None) -> str:
         label = _label(item.bucket, item.file_key, home)
         via = item.via.entry_id if item.via is not None else None
         status = _status_of(item.history, via)
-        text = f"**{label}**" if depth == 0 else f"`{label}`"
-        suffix = f" ({status}" + (f", entry `{via}`" if via else "") + ")"
+        # Keys are data, not Markdown: a key named "[x](javascript:...)" or "<img ...>" is shown as it is.
+        text = f"**{markdown_text(label)}**" if depth == 0 else markdown_code(label)
+        suffix = f" ({status}" + (f", entry {markdown_code(via)}" if via else "") + ")"
         ident = (item.bucket, item.file_key)
         if ident in seen:
             lines.append(f"{indent}- {text}{suffix} (see above)")
@@ -126,8 +177,8 @@ def _derived_from_markdown(refs: Sequence[LineageRef], home_bucket: str) -> str:
     if not refs:
         return "_no recorded sources_"
     return "\n".join(
-        f"- `{_label(r.bucket or home_bucket, r.file_key, home_bucket)}`"
-        + (f" (entry `{r.entry_id}`)" if r.entry_id else "")
+        f"- {markdown_code(_label(r.bucket or home_bucket, r.file_key, home_bucket))}"
+        + (f" (entry {markdown_code(r.entry_id)})" if r.entry_id else "")
         for r in refs
     )
 
@@ -138,11 +189,14 @@ def materialization_metadata(
     entry: HistoryEntry,
     derived_from: Sequence[LineageRef],
     processed_file: str | None = None,
+    *,
+    replay_of: str | None = None,
 ) -> dict[str, Any]:
     """The ``lore/*`` metadata for one recorded entry (one history read, one lineage read).
 
     For a per-file partition the counts are those of this step on ``processed_file``,
-    where its failures are recorded (its output object only ever sees successes).
+    where its failures are recorded (its output object only ever sees successes). A replay
+    (of the failed entry ``replay_of``) says so: ``lore/replay`` and ``lore/replay_of``.
     """
     if processed_file is not None:
         source = tracker.get_history(processed_file)
@@ -165,4 +219,32 @@ def materialization_metadata(
         "lore/successes": dg.MetadataValue.int(counts.get("success", 0)),
         "lore/failures": dg.MetadataValue.int(counts.get("failed", 0)),
         **({"lore/processed_file": dg.MetadataValue.text(processed_file)} if processed_file else {}),
+        "lore/replay": dg.MetadataValue.bool(replay_of is not None),
+        **({"lore/replay_of": dg.MetadataValue.text(replay_of)} if replay_of else {}),
     }
+
+
+def failure_metadata(
+    tracker: LoreTracker, file_key: str, entry: HistoryEntry, processed_file: str | None = None
+) -> dict[str, Any]:
+    """The ``lore/*`` metadata of a failed entry, for the observation of the failed (partition of the) asset."""
+    error = entry.error
+    orchestrator = entry.orchestrator
+    out: dict[str, Any] = {
+        "lore/entry_id": dg.MetadataValue.text(entry.id),
+        "lore/status": dg.MetadataValue.text(entry.status.value),
+        "lore/error": dg.MetadataValue.text(
+            (f"{error.name}: " if error is not None and error.name else "") + (error.message if error else "failed")
+        ),
+        "lore/file": dg.MetadataValue.text(s3_url(tracker.bucket, file_key)),
+        "lore/history": dg.MetadataValue.text(tracker.history_location(file_key)),
+    }
+    if orchestrator is not None and orchestrator.run_id:
+        out["lore/run_id"] = dg.MetadataValue.text(orchestrator.run_id)
+    if orchestrator is not None and orchestrator.url:
+        out["lore/run"] = dg.MetadataValue.url(orchestrator.url)
+    if processed_file:
+        out["lore/processed_file"] = dg.MetadataValue.text(processed_file)
+    if entry.replay_of:
+        out["lore/replay_of"] = dg.MetadataValue.text(entry.replay_of)
+    return out

@@ -25,18 +25,18 @@ Example::
 """
 
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from lore_core import ErrorInfo, LineageRef, LoreTracker, OrchestratorInfo, StepContext, StepStatus
-from lore_core.ids import utc_now
+from lore_core.ids import stable_entry_id
 from lore_core.integration import error_policy, is_s3_url, orchestrator_info, tracked, tracking_errors
 
 __all__ = [
@@ -422,6 +422,11 @@ class StepRegistry:
                 if all(not ref.same_file(r) for r in item.refs):
                     item.refs.append(ref)
 
+    def owns(self, run_id: str, step_key: str) -> bool:
+        """True when the step ran in this process (it loaded inputs here): matched by step key."""
+        with self._lock:
+            return (run_id, step_key) in self._inputs
+
     def inputs(self, run_id: str, step_key: str) -> _StepInputs:
         with self._lock:
             return self._inputs.get((run_id, step_key), _StepInputs())
@@ -444,10 +449,42 @@ class StepRegistry:
 REGISTRY = StepRegistry()
 
 
-def this_process(record: Any) -> bool:
-    event = record.event_log_entry.dagster_event
-    # In a multiprocess run each step process records only its own steps' events.
-    return event is not None and event.pid == os.getpid()
+# ---------------------------------------------------------------------- events several processes see
+#
+# Resources are torn down in every process of a run (each step process of a multiprocess,
+# Docker, Kubernetes or ECS executor, and the run worker), and each may see the events of
+# steps that ran elsewhere. Which process ran a step is never decided by PID (containers
+# share PIDs): an entry recorded for such an event has an id derived from the event
+# (``stable_entry_id``), its times come from the event log, so whichever process records it
+# writes the same entry, once; only the step's own process (known by step key) adds what it
+# alone saw.
+
+
+def event_time(record: Any) -> datetime:
+    """When an event log record was written (UTC)."""
+    return datetime.fromtimestamp(record.event_log_entry.timestamp, UTC)
+
+
+def event_entry_id(run_id: str, record: Any, *parts: str) -> str:
+    """The one entry id of a run event (``parts`` tell apart several entries of one event)."""
+    return stable_entry_id(event_time(record), run_id, str(record.storage_id), *parts)
+
+
+def step_started_at(instance: Any, run_id: str, step_key: str, before: datetime | None = None) -> datetime | None:
+    """When the step last started in the run (before ``before``), from its STEP_START event."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START).records
+    starts = [
+        event_time(r)
+        for r in records
+        if r.event_log_entry.step_key == step_key and (before is None or event_time(r) <= before)
+    ]
+    return max(starts) if starts else None
+
+
+def recorded(tracker: LoreTracker, file_key: str, entry_id: str) -> bool:
+    """True when the history already holds ``entry_id`` (another process recorded the event)."""
+    history = tracker.get_history(file_key)
+    return history is not None and history.entry(entry_id) is not None
 
 
 def run_orchestrator(run: Any, step: str, partition: str | None, ui_url: str | None) -> OrchestratorInfo:
@@ -468,26 +505,36 @@ def record_declared_writes(lore: LoreResource, context: dg.InitResourceContext) 
         materialization = record.event_log_entry.asset_materialization
         if materialization is None or META_WRITES not in materialization.metadata:
             continue
-        if not this_process(record) or not REGISTRY.claim_event(run.run_id, record.storage_id):
-            continue
+        if not REGISTRY.claim_event(run.run_id, record.storage_id):
+            continue  # already handled in this process (resources may tear down twice)
         metadata: Mapping[str, Any] = materialization.metadata
         writes = as_key_list(metadata.get(META_WRITES))
         reads = as_key_list(metadata.get(META_READS))
         step = asset_step_name(materialization.asset_key)
-        refs = [_latest_ref(tracker, k) for k in reads]
+        completed = event_time(record)
+        started = step_started_at(instance, run.run_id, record.event_log_entry.step_key or "", completed)
+        refs: list[LineageRef] | None = None
         for key in writes:
+            # Every process of the run may see this materialization: one id, so it is recorded once.
+            entry_id = event_entry_id(run.run_id, record, key)
             with tracking_errors(
                 f"the history of {key}", raise_on_error=lore.raise_on_error, logger=DagsterLogs(context.log)
             ):
+                if recorded(tracker, key, entry_id):
+                    continue
+                if refs is None:
+                    refs = [_latest_ref(tracker, k) for k in reads]
                 tracker.record(
                     key,
                     step=step,
                     status="success",
                     input=reads or None,
-                    completed_at=utc_now(),
+                    started_at=started,
+                    completed_at=completed,
                     orchestrator=run_orchestrator(run, step, materialization.partition, lore.dagster_ui_url),
                     replay_of=replay_target(run.tags, key, step),
                     derived_from=refs,
+                    entry_id=entry_id,
                 )
 
 

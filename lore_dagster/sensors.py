@@ -22,20 +22,22 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from lore_core import FileHistory, HistoryEntry
+from lore_core.keys import DEFAULT_PREFIX
 
 from .resources import TAG_ENTRY_ID, TAG_FILE_KEY, TAG_STEP, LoreResource
 
 __all__ = ["build_lore_replay_sensor", "build_s3_file_partitions_sensor", "lore_file_partitions"]
 
-# define_asset_job returns an UnresolvedAssetJobDefinition, which Dagster does not export.
-_Job = dg.JobDefinition | UnresolvedAssetJobDefinition
+# A job: a JobDefinition, or what define_asset_job returns (a type Dagster does not export).
+_Job = Any
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def lore_file_partitions(name: str = "files") -> dg.DynamicPartitionsDefinition:
@@ -49,9 +51,26 @@ def lore_file_partitions(name: str = "files") -> dg.DynamicPartitionsDefinition:
     return dg.DynamicPartitionsDefinition(name=name)
 
 
-def _lore_resource(context: dg.SensorEvaluationContext, given: dict[str, Any], key: str) -> LoreResource:
-    # Direct invocation (tests, demo) passes resources as arguments; the daemon via the context.
-    lore = given.get(key) or getattr(context.resources, key)
+def _with_lore_parameter(fn: _F, key: str) -> _F:
+    """``fn(context, **resources)`` as Dagster sees it: ``fn(context, <key>: LoreResource)``.
+
+    A typed resource parameter, named after the key the ``LoreResource`` is bound to in
+    ``Definitions`` (``lore_resource_key``): Dagster injects it (daemon, ``build_sensor_context``
+    or a direct call with ``lore=...``) from the function's signature.
+    """
+    fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dg.SensorEvaluationContext
+            ),
+            inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, annotation=LoreResource),
+        ]
+    )
+    return fn
+
+
+def _lore_resource(resources: dict[str, Any], key: str) -> LoreResource:
+    lore = resources.get(key)
     if not isinstance(lore, LoreResource):
         raise TypeError(f"resource {key!r} must be a LoreResource, got {type(lore).__name__}")
     return lore
@@ -100,21 +119,8 @@ def build_lore_replay_sensor(
     """
     sensor_name = name or f"lore_replay_{job.name}"
 
-    @dg.sensor(
-        name=sensor_name,
-        job=job,
-        required_resource_keys={lore_resource_key},
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=default_status,
-        description=(
-            f"Requests a run of {job.name} for each failed Lore entry"
-            + (f" of step {step}" if step else "")
-            + (f" under {prefix!r}" if prefix else "")
-            + "; run_key = entry id."
-        ),
-    )
-    def _replay(context: dg.SensorEvaluationContext, **resources: Any) -> dg.SensorResult | dg.SkipReason:
-        lore = _lore_resource(context, resources, lore_resource_key)
+    def _replay(context: dg.SensorEvaluationContext, **resources: LoreResource) -> dg.SensorResult | dg.SkipReason:
+        lore = _lore_resource(resources, lore_resource_key)
         tracker = lore.get_tracker()
         requests: list[dg.RunRequest] = []
         histories: dict[str, FileHistory | None] = {}
@@ -145,7 +151,18 @@ def build_lore_replay_sensor(
             return dg.SkipReason("no unresolved Lore failures" + (f" under {prefix!r}" if prefix else ""))
         return dg.SensorResult(run_requests=requests)
 
-    return _replay
+    return dg.sensor(
+        name=sensor_name,
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description=(
+            f"Requests a run of {job.name} for each failed Lore entry"
+            + (f" of step {step}" if step else "")
+            + (f" under {prefix!r}" if prefix else "")
+            + "; run_key = entry id."
+        ),
+    )(_with_lore_parameter(_replay, lore_resource_key))
 
 
 def build_s3_file_partitions_sensor(
@@ -186,24 +203,19 @@ def build_s3_file_partitions_sensor(
     partitions_name: str = partitions_def.name
     sensor_name = name or f"lore_files_{partitions_name}"
 
-    @dg.sensor(
-        name=sensor_name,
-        job=job,
-        required_resource_keys={lore_resource_key},
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=default_status,
-        description=f"Adds new objects under s3://{bucket}/{prefix} as '{partitions_name}' partitions.",
-    )
-    def _files(context: dg.SensorEvaluationContext, **resources: Any) -> dg.SensorResult | dg.SkipReason:
-        lore = _lore_resource(context, resources, lore_resource_key)
+    def _files(context: dg.SensorEvaluationContext, **resources: LoreResource) -> dg.SensorResult | dg.SkipReason:
+        lore = _lore_resource(resources, lore_resource_key)
         client: Any = lore.get_s3_client()
+        # Lore's own objects (histories, failure index, claims, archives) live under the
+        # configured history prefix (and, from an older configuration, perhaps the default one).
+        lore_areas = tuple(dict.fromkeys(f"{p}/" for p in (lore.get_tracker().prefix, DEFAULT_PREFIX)))
         existing = set(context.instance.get_dynamic_partitions(partitions_name))
         new_keys: list[str] = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 key: str = obj["Key"]
                 # Folder markers and Lore's own documents are not files to process.
-                if key.endswith("/") or "/.lore-s3/" in f"/{key}" or key in existing:
+                if key.endswith("/") or key.startswith(lore_areas) or key in existing:
                     continue
                 if suffixes and not key.endswith(tuple(suffixes)):
                     continue
@@ -216,4 +228,10 @@ def build_s3_file_partitions_sensor(
             dynamic_partitions_requests=[partitions_def.build_add_request(new_keys)],
         )
 
-    return _files
+    return dg.sensor(
+        name=sensor_name,
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description=f"Adds new objects under s3://{bucket}/{prefix} as '{partitions_name}' partitions.",
+    )(_with_lore_parameter(_files, lore_resource_key))
