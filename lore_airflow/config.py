@@ -50,10 +50,9 @@ _SECTION = "lore"
 
 
 def _conf_get(option: str) -> str | None:
-    try:
-        from airflow.configuration import conf
-    except ImportError:  # the task SDK alone, without airflow-core
-        from airflow.sdk.configuration import conf  # type: ignore[no-redef]
+    # The task SDK's view of Airflow's config (airflow.cfg and AIRFLOW__* variables): workers
+    # must not need airflow-core's airflow.configuration.
+    from airflow.sdk.configuration import conf
     value = conf.get(_SECTION, option, fallback=None)
     if value is None:
         return None

@@ -174,7 +174,7 @@ def clear_tracker_cache() -> None:
 
 def task_instance_url(dag_id: str, run_id: str, task_id: str, map_index: int | None, try_number: int | None) -> str:
     """The task instance's page in the Airflow 3 UI (``[api] base_url``)."""
-    from airflow.configuration import conf
+    from airflow.sdk.configuration import conf
 
     base = str(conf.get("api", "base_url", fallback="http://localhost:8080/") or "http://localhost:8080/")
     url = f"{base.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id)}"
