@@ -471,14 +471,21 @@ def event_entry_id(run_id: str, record: Any, *parts: str) -> str:
 
 
 def step_started_at(instance: Any, run_id: str, step_key: str, before: datetime | None = None) -> datetime | None:
-    """When the step last started in the run (before ``before``), from its STEP_START event."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START).records
-    starts = [
-        event_time(r)
-        for r in records
-        if r.event_log_entry.step_key == step_key and (before is None or event_time(r) <= before)
-    ]
-    return max(starts) if starts else None
+    """When the step last started in the run (before ``before``), from its STEP_START event.
+
+    Newest first, a page at a time: the step that asks has usually just started.
+    """
+    cursor = None
+    while True:
+        page = instance.get_records_for_run(
+            run_id, cursor=cursor, of_type=dg.DagsterEventType.STEP_START, limit=100, ascending=False
+        )
+        for record in page.records:
+            if record.event_log_entry.step_key == step_key and (before is None or event_time(record) <= before):
+                return event_time(record)
+        if not page.has_more:
+            return None
+        cursor = page.cursor
 
 
 def recorded(tracker: LoreTracker, file_key: str, entry_id: str) -> bool:
