@@ -65,6 +65,10 @@ class CorruptHistoryError(LoreError):
         self.location = location
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[CorruptHistoryError], tuple[str, str]]:
+        # Picklable, so it can cross a process pool (a failed unpickle hangs the pool).
+        return (type(self), (self.location, self.reason))
+
 
 class ConcurrentUpdateError(LoreError):
     """A compare-and-swap update kept losing to other writers and gave up."""

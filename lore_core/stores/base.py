@@ -51,6 +51,10 @@ class ConditionFailed(LoreError):
         self.key = key
         self.status = status
 
+    def __reduce__(self) -> tuple[type[ConditionFailed], tuple[str, int]]:
+        # Picklable, so it can cross a process pool (a failed unpickle hangs the pool).
+        return (type(self), (self.key, self.status))
+
 
 class RequestStats:
     """Requests a store has made, by kind (``get``, ``put``, ``delete``, ``list``). Thread-safe."""
@@ -131,42 +135,60 @@ _verified_lock = threading.Lock()
 _WRONG_ETAG = '"00000000000000000000000000000000"'
 
 
-def verify_conditional_writes(store: Store, probe_key: str) -> None:
+def verify_conditional_writes(store: Store, probe_key: str, *, attempts: int = 5) -> None:
     """Prove once per process and backend that ``store`` honours conditional writes, or raise.
 
-    Creates ``probe_key`` with ``If-None-Match: *``, then checks that a second create and
+    Creates a probe object with ``If-None-Match: *``, then checks that a second create and
     a write with a wrong ``If-Match`` are both refused and one with the right ``If-Match``
     accepted, and deletes the probe (4 PUTs and 1 DELETE, once). A store that gets any of
     these wrong would let concurrent writers overwrite each other's entries without anyone
     noticing (or fail every update), so Lore refuses to write there.
+
+    A refusal can be spurious (a 409 conflict, or botocore retrying a PUT that landed and
+    then answering 412), so the steps that must *succeed* are tried again, each time on a
+    fresh probe; only the refusals that must happen can be taken at their word.
     """
     identity = store.identity()
     with _verified_lock:
         if identity in _verified:
             return
     ignored: list[str] = []
-    etag = store.put(probe_key, b"lore conditional-write probe", if_none_match=True)
-    try:
+    for attempt in range(attempts):
+        key = f"{probe_key}-{attempt}"
         try:
-            store.put(probe_key, b"lore probe: second create", if_none_match=True)
-            ignored.append("If-None-Match: * (a second create of the same key succeeded)")
+            etag = store.put(key, b"lore conditional-write probe", if_none_match=True)
         except ConditionFailed:
-            pass
+            store.delete(key)
+            continue  # a fresh key cannot exist: the refusal was spurious
         try:
-            store.put(probe_key, b"lore probe: wrong etag", if_match=_WRONG_ETAG)
-            ignored.append("If-Match (a write with a wrong ETag succeeded)")
-        except ConditionFailed:
-            pass
-        if not ignored:
+            ignored = []
+            try:
+                store.put(key, b"lore probe: second create", if_none_match=True)
+                ignored.append("If-None-Match: * (a second create of the same key succeeded)")
+            except ConditionFailed:
+                pass
+            try:
+                store.put(key, b"lore probe: wrong etag", if_match=_WRONG_ETAG)
+                ignored.append("If-Match (a write with a wrong ETag succeeded)")
+            except ConditionFailed:
+                pass
+            if ignored:
+                break
             # The object's own ETag must be accepted too (a server that refuses every If-Match,
             # e.g. for the quoting of the ETag, would fail every update; the S3 store learns the
             # form the server accepts here, before the first real update).
             try:
-                store.put(probe_key, b"lore probe: right etag", if_match=etag)
+                store.put(key, b"lore probe: right etag", if_match=etag)
             except ConditionFailed:
-                ignored.append("If-Match with the object's own ETag (it was refused)")
-    finally:
-        store.delete(probe_key)
+                ignored = ["If-Match with the object's own ETag (it was refused)"]
+                continue  # maybe a spurious conflict: try again on a fresh probe
+            ignored = []
+            break
+        finally:
+            store.delete(key)
+    else:
+        if not ignored:
+            ignored = [f"If-None-Match: * on a key that does not exist (refused {attempts} times)"]
     if ignored:
         raise ConditionalWritesUnsupportedError(
             f"{identity} mishandles {' and '.join(ignored)}: concurrent updates would be lost silently, so Lore "

@@ -127,3 +127,47 @@ def test_list_failed_on_a_read_only_role_reports_without_repairing() -> None:
     reader = LoreTracker(store=ReadOnly("read-only-role"))
     assert list(reader.list_failed()) == [] and entry.status is StepStatus.SUCCESS
     assert [f.entry_id for f in reader.list_failed(verify=False)] == [failed.entry_id]  # still there
+
+
+def test_errors_cross_a_process_pool() -> None:
+    """An error that does not unpickle kills a multiprocessing pool's result thread and hangs the pool."""
+    import pickle
+
+    from lore_core import CorruptHistoryError
+    from lore_core.stores import ConditionFailed
+
+    for error in (ConditionFailed("k", 412), CorruptHistoryError("s3://b/k.json", "bad")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+
+
+def test_the_self_check_survives_spurious_conflicts(s3_server: Any, bucket: str) -> None:
+    """A 409/412 that has nothing to do with the server's semantics (injected on the probe's create and
+    on its right-ETag write) is tried again on a fresh probe, not reported as an unsupported backend."""
+    from botocore.awsrequest import AWSResponse
+
+    from lore_core.stores import base
+
+    from .test_faults import _body, _Raw
+
+    client = s3_server.client()
+    injected: list[str] = []
+
+    def conflict(request: Any, **kwargs: Any) -> AWSResponse | None:
+        if "/~lore/probe/" not in request.url or request.method != "PUT":
+            return None
+        create = not injected and "If-None-Match" in request.headers
+        right_etag = len(injected) == 1 and b"right etag" in _body(request)
+        if not (create or right_etag):
+            return None
+        injected.append("create" if create else "right etag")
+        body = b"<Error><Code>ConditionalRequestConflict</Code><Message>busy</Message></Error>"
+        return AWSResponse(request.url, 409, {}, _Raw(body))
+
+    client.meta.events.register_first("before-send.s3.PutObject", conflict)
+    tracker = LoreTracker(bucket=bucket, s3_client=client)
+    base._verified.discard(tracker.store.identity())
+    assert tracker.run("f.csv", "s", handler=lambda ctx: 1).status is StepStatus.SUCCESS
+    assert injected == ["create", "right etag"]
+    left = client.list_objects_v2(Bucket=bucket, Prefix=".lore-s3/~lore/probe/").get("Contents", [])
+    assert left == []
