@@ -53,6 +53,7 @@ def _conf_get(option: str) -> str | None:
     # The task SDK's view of Airflow's config (airflow.cfg and AIRFLOW__* variables): workers
     # must not need airflow-core's airflow.configuration.
     from airflow.sdk.configuration import conf
+
     value = conf.get(_SECTION, option, fallback=None)
     if value is None:
         return None
