@@ -234,6 +234,16 @@ def _resolve_failures(doc: FileHistory, success: HistoryEntry) -> list[HistoryEn
     return resolved
 
 
+def _after_success(doc: FileHistory, entry: HistoryEntry, produces: Sequence[str], out: Outcome) -> bool:
+    """What a success also changes: a ``derivedTo`` ref per product, and the failures it resolves."""
+    changed = False
+    for produced in produces:
+        changed |= upsert_ref(doc.derived_to, LineageRef(file_key=produced, entry_id=entry.id))
+    resolved = _resolve_failures(doc, entry)
+    out.add_resolved(resolved)
+    return changed or bool(resolved)
+
+
 def finish(
     file_key: str,
     entry_id: str,
@@ -276,11 +286,7 @@ def finish(
                 entry.metadata = {**(entry.metadata or {}), **metadata}
             changed = True
         if status is StepStatus.SUCCESS:
-            for produced in produces:
-                changed |= upsert_ref(doc.derived_to, LineageRef(file_key=produced, entry_id=entry_id))
-            resolved = _resolve_failures(doc, entry)
-            out.add_resolved(resolved)
-            changed |= bool(resolved)
+            changed |= _after_success(doc, entry, produces, out)
         out.entry = entry
         return doc if changed else None
 
@@ -313,11 +319,7 @@ def add_finished(
             changed |= upsert_ref(doc.derived_from, source)
         changed |= merge_ancestry(doc, ancestry, max_ancestry)
         if stored.status is StepStatus.SUCCESS:
-            for produced in stored.produces or []:
-                changed |= upsert_ref(doc.derived_to, LineageRef(file_key=produced, entry_id=stored.id))
-            resolved = _resolve_failures(doc, stored)
-            out.add_resolved(resolved)
-            changed |= bool(resolved)
+            changed |= _after_success(doc, stored, stored.produces or [], out)
         out.entry = stored
         return doc if changed else None
 

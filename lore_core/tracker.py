@@ -30,7 +30,6 @@ from . import keys
 from .config import TrackerOptions
 from .documents import Documents
 from .errors import InvalidKeyError, LoreError
-from .failure_index import FailureIndex
 from .lifecycle import ActiveStep, ErrorLike, ErrorPolicy, Lifecycle, Orchestrator
 from .lineage import LineageNode, build_lineage
 from .models import FailedEntry, FileHistory, HistoryEntry, LineageRef, StepStatus
@@ -108,7 +107,6 @@ class LoreTracker:
         self._docs = Documents(store, self.prefix, self.options)
         self._life = Lifecycle(self._docs, self.options, self.redactor, self._handlers)
         self._life.owner = self
-        self._index = FailureIndex(store, self.prefix)
 
     @classmethod
     def from_url(
@@ -527,7 +525,7 @@ class LoreTracker:
             found = self._docs.fetch_many((None, k) for k in file_keys)
             return {k: found.get((self.bucket, k)) for k in file_keys}
 
-        return self._index.failed(self._file_prefix(prefix), step, fetch if verify else None)
+        return self._life.index.failed(self._file_prefix(prefix), step, fetch if verify else None)
 
     def _file_prefix(self, prefix: str | None) -> str:
         if not prefix:
