@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
@@ -89,6 +91,20 @@ def _as_error(error: ErrorLike) -> ErrorInfo:
     if isinstance(error, dict):
         return ErrorInfo.model_validate(error)
     return ErrorInfo(message=str(error))
+
+
+def _in_thread(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """``fn(*args)`` in a thread of its own; ``.result()`` waits and re-raises its error."""
+    future: Future[Any] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="lore-derive", daemon=True).start()
+    return future
 
 
 class Lifecycle:
@@ -195,6 +211,35 @@ class Lifecycle:
     ) -> HistoryEntry:
         """Record a ``running`` entry (1 read + 1 write; no read if this process wrote the document last)."""
         file_key = self.file_key(file_key)
+        entry = self.running_entry(
+            file_key,
+            step,
+            input,
+            description=description,
+            metadata=metadata,
+            produces=produces,
+            orchestrator=orchestrator,
+            replay_of=replay_of,
+            attempt=attempt,
+            entry_id=entry_id,
+        )
+        return self.write_running(file_key, entry)
+
+    def running_entry(
+        self,
+        file_key: str,
+        step: str,
+        input: Any = None,
+        *,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        produces: str | Iterable[str] | None = None,
+        orchestrator: Orchestrator = None,
+        replay_of: str | None = None,
+        attempt: int | None = None,
+        entry_id: str | None = None,
+    ) -> HistoryEntry:
+        """The ``running`` entry as it will be stored (validated, redacted), without writing anything."""
         keys.validate_step(self.prefix, file_key, step)
         now = utc_now()
         entry = HistoryEntry(
@@ -211,13 +256,16 @@ class Lifecycle:
             orchestrator=self.orchestrator(orchestrator),
             lease_expires_at=lease_expiry(self.options.lease_seconds, now),
         )
-        lease = marker_lease(self.options.lease_seconds)
         if self.options.mark_running:
-            entry.marker_lease = lease
+            entry.marker_lease = marker_lease(self.options.lease_seconds)
+        return entry
+
+    def write_running(self, file_key: str, entry: HistoryEntry) -> HistoryEntry:
+        """Write ``entry`` (from ``running_entry``) into the history: the stored entry, attempt decided."""
         self.ensure_writable(file_key)
-        if self.options.mark_running:
+        if entry.marker_lease is not None:
             # The marker first: should the document write fail, list_failed finds no entry and lets it be.
-            self.index.mark_running(file_key, entry.id, step, lease)
+            self.index.mark_running(file_key, entry.id, entry.step, entry.marker_lease)
         doc = self.docs.update(file_key, add_running(entry, lambda: self.docs.new_history(file_key)))
         stored = doc.entry(entry.id) if doc is not None else None
         return stored or entry
@@ -292,8 +340,12 @@ class Lifecycle:
             # Index first: a crash before the history write leaves an object whose entry is
             # still running (list_failed checks and skips it), never a failure nobody can find.
             self.index.add_failure(file_key, entry_id, current.step, error)
-        if all_produced:
-            self.derivation.derive_many(all_produced, LineageRef(file_key=file_key, entry_id=entry_id))
+        # The produced files' refs are written while the entry is (one round trip, not two).
+        deriving = (
+            _in_thread(self.derivation.derive_many, all_produced, LineageRef(file_key=file_key, entry_id=entry_id))
+            if all_produced
+            else None
+        )
         out = Outcome()
         mutate = finish(
             file_key,
@@ -312,6 +364,9 @@ class Lifecycle:
             if status is StepStatus.FAILED:
                 self.index.remove_failure(file_key, entry_id, current.step)
             raise
+        finally:
+            if deriving is not None:
+                deriving.result()
         entry = out.entry
         if entry is None:
             raise EntryNotFoundError(f"history of {file_key!r} has no entry {entry_id!r}")
@@ -422,11 +477,15 @@ class Lifecycle:
         on_error: ErrorPolicy = "raise",
         logger: Any = None,
         claim: Claim | None = None,
+        background: bool = True,
     ) -> ActiveStep:
         """Start a step and its heartbeat; finish it with ``ActiveStep.succeed()`` / ``fail()``.
 
         For callers whose start and end happen in different callbacks (Airflow); a block
-        of code uses ``track()``, which is this plus the ``with``.
+        of code uses ``track()``, which is this plus the ``with``. Everything that can be
+        wrong with the arguments is raised here; the ``running`` write itself (a read and
+        a write) happens in a background thread while the step runs (``background=False``:
+        before returning), and ``succeed()``/``fail()`` wait for it before the final write.
         """
         planned = as_list(produces)
         ctx = StepContext(
@@ -441,8 +500,9 @@ class Lifecycle:
         )
         active = ActiveStep(self, ctx, on_error, logger or log, claim)
         try:
-            started = self.start(
-                file_key,
+            key = self.file_key(file_key)
+            entry = self.running_entry(
+                key,
                 step,
                 input,
                 description=description,
@@ -453,6 +513,9 @@ class Lifecycle:
                 attempt=attempt,
                 entry_id=ctx.entry_id,
             )
+            # Once per process and store: a missing bucket or a store without conditional
+            # writes is reported before the step runs, not after.
+            self.ensure_writable(key)
         except Exception as exc:
             active.release_claim()  # whatever went wrong, the claim must not outlive the attempt
             if not isinstance(exc, LoreError):
@@ -460,13 +523,7 @@ class Lifecycle:
             active.report(f"the start of {step} on {file_key!r} (the step runs untracked)", exc)
             active.tracked = False
             return active
-        ctx.attempt = started.attempt or 1
-        active.heartbeat = Heartbeat(
-            lambda: self._beat(file_key, ctx.entry_id, claim),
-            self.options.lease_seconds,
-            self.options.first_heartbeat_seconds,
-            f"lore-heartbeat-{ctx.entry_id}",
-        ).start()
+        active.launch(key, entry, background)
         return active
 
     @contextmanager
@@ -644,8 +701,11 @@ class ActiveStep:
     """A started step whose lease a heartbeat renews until ``succeed()`` or ``fail()`` ends it.
 
     ``ctx`` is the step's ``StepContext`` (set ``ctx.output``, call ``ctx.produce``).
-    Tracking errors follow the policy given to ``begin()``: ``"raise"``, or ``"log"``
-    (logged loudly; the step itself is never failed by Lore). Finishing twice is a no-op.
+    The ``running`` write overlaps the step (a background thread, joined before the
+    final write); should it fail, the final write records the whole entry instead, so
+    the history never misses a step that ran. Tracking errors follow the policy given
+    to ``begin()``: ``"raise"``, or ``"log"`` (logged loudly; the step itself is never
+    failed by Lore). Finishing twice is a no-op.
     """
 
     def __init__(self, life: Lifecycle, ctx: StepContext, on_error: ErrorPolicy, logger: Any, claim: Claim | None):
@@ -657,10 +717,60 @@ class ActiveStep:
         self.heartbeat: Heartbeat | None = None
         self.tracked = True
         self.finished = False
+        self._lock = threading.Lock()
+        self._file_key = ctx.file_key
+        self._entry: HistoryEntry | None = None
+        self._thread: threading.Thread | None = None
+        self._start_error: BaseException | None = None
 
     @property
     def entry_id(self) -> str:
         return self.ctx.entry_id
+
+    def launch(self, file_key: str, entry: HistoryEntry, background: bool) -> None:
+        """Write the running entry (in a thread when ``background``), then start the heartbeat."""
+        self._file_key, self._entry = file_key, entry
+        if not background:
+            self._write_start()
+            if self._start_error is not None and isinstance(self._start_error, LoreError):
+                error, self._start_error = self._start_error, None
+                self.release_claim()
+                self.tracked = False
+                self.report(f"the start of {entry.step} on {file_key!r} (the step runs untracked)", error)
+            elif self._start_error is not None:
+                self.release_claim()
+                raise self._start_error
+            return
+        self._thread = threading.Thread(target=self._write_start, name=f"lore-start-{entry.id}", daemon=True)
+        self.ctx._await_start = self.wait_started
+        self._thread.start()
+
+    def _write_start(self) -> None:
+        life, entry = self._life, self._entry
+        assert entry is not None
+        try:
+            started = life.write_running(self._file_key, entry)
+        except BaseException as exc:  # handed to the thread that finishes the step
+            self._start_error = exc
+            return
+        self.ctx._attempt = started.attempt or 1
+        with self._lock:
+            if self.finished:
+                return
+            claim = self.claim
+            self.heartbeat = Heartbeat(
+                lambda: life._beat(self._file_key, entry.id, claim),
+                life.options.lease_seconds,
+                life.options.first_heartbeat_seconds,
+                f"lore-heartbeat-{entry.id}",
+            ).start()
+
+    def wait_started(self) -> bool:
+        """Wait for the ``running`` write; True when the running entry is in the history."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        return self.tracked and self._entry is not None and self._start_error is None
 
     def report(self, what: str, exc: LoreError, *, may_raise: bool = True) -> None:
         if self.on_error == "raise" and may_raise:
@@ -673,12 +783,61 @@ class ActiveStep:
             self.claim = None
 
     def _end(self) -> bool:
-        if self.finished:
-            return False
-        self.finished = True
+        with self._lock:
+            if self.finished:
+                return False
+            self.finished = True
+        self.wait_started()
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        if self._start_error is not None and not isinstance(self._start_error, LoreError):
+            error, self._start_error = self._start_error, None
+            self.release_claim()
+            self.tracked = False
+            raise error
         return self.tracked
+
+    def _fold_in(self, status: StepStatus, **finished: Any) -> HistoryEntry:
+        """Record the step in one write when its running entry could not be written."""
+        entry, error = self._entry, self._start_error
+        assert entry is not None and error is not None
+        self.logger.warning(
+            "lore: the running entry %s of %s on %r could not be written (%s: %s); recording the finished entry",
+            entry.id,
+            entry.step,
+            self._file_key,
+            type(error).__name__,
+            error,
+        )
+        life, ctx = self._life, self.ctx
+        try:  # the write may have landed although it reported an error
+            if status is StepStatus.SUCCESS:
+                return life.succeed(
+                    self._file_key,
+                    entry.id,
+                    finished.get("output"),
+                    produces=finished.get("produces"),
+                    metadata=finished.get("metadata"),
+                )
+            return life.fail(self._file_key, entry.id, finished["error"], metadata=finished.get("metadata"))
+        except (HistoryNotFoundError, EntryNotFoundError):
+            pass
+        return life.record(
+            self._file_key,
+            entry.step,
+            status,
+            input=entry.input,
+            output=finished.get("output"),
+            error=finished.get("error"),
+            started_at=entry.started_at,
+            description=entry.description,
+            metadata={**(entry.metadata or {}), **(finished.get("metadata") or {})} or None,
+            orchestrator=entry.orchestrator,
+            replay_of=entry.replay_of,
+            attempt=entry.attempt if entry.attempt is not None else ctx._attempt,
+            produces=finished.get("produces"),
+            entry_id=entry.id,
+        )
 
     def succeed(self, output: Any = None, *, produces: Iterable[str] = ()) -> HistoryEntry | None:
         """Record success with ``output`` (or ``ctx.output``) and the produced files (plus ``ctx.produces``)."""
@@ -687,14 +846,16 @@ class ActiveStep:
         ctx = self.ctx
         for key in produces:
             ctx.produce(key)
+        value = output if output is not None else ctx.output
         try:
-            ctx.recorded = self._life.succeed(
-                ctx.file_key,
-                ctx.entry_id,
-                output if output is not None else ctx.output,
-                produces=ctx.produces,
-                metadata=ctx.metadata or None,
-            )
+            if self._start_error is not None:
+                ctx.recorded = self._fold_in(
+                    StepStatus.SUCCESS, output=value, produces=ctx.produces, metadata=ctx.metadata or None
+                )
+            else:
+                ctx.recorded = self._life.succeed(
+                    self._file_key, ctx.entry_id, value, produces=ctx.produces, metadata=ctx.metadata or None
+                )
         except LoreError as exc:
             self.report(f"the success of entry {ctx.entry_id} of {ctx.step} on {ctx.file_key!r}", exc)
         finally:
@@ -703,11 +864,18 @@ class ActiveStep:
 
     def fail(self, error: ErrorLike) -> HistoryEntry | None:
         """Record failure with ``error``; a tracking error here is only logged (the step's own error matters more)."""
-        if not self._end():
-            return self.ctx.recorded
+        try:
+            if not self._end():
+                return self.ctx.recorded
+        except Exception as exc:  # the start's unexpected error: the step's own error matters more
+            self.logger.error("lore: could not record the start of %s: %s: %s", self.ctx.step, type(exc).__name__, exc)
+            return None
         ctx = self.ctx
         try:
-            ctx.recorded = self._life.fail(ctx.file_key, ctx.entry_id, error, metadata=ctx.metadata or None)
+            if self._start_error is not None:
+                ctx.recorded = self._fold_in(StepStatus.FAILED, error=error, metadata=ctx.metadata or None)
+            else:
+                ctx.recorded = self._life.fail(self._file_key, ctx.entry_id, error, metadata=ctx.metadata or None)
         except LoreError as exc:
             self.report(f"the failure of entry {ctx.entry_id} of {ctx.step} on {ctx.file_key!r}", exc, may_raise=False)
         finally:

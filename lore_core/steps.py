@@ -52,13 +52,36 @@ class StepContext:
     entry_id: str
     input: Any
     tracker: Any
-    attempt: int = 1
     replay_of: str | None = None
     produces: list[str] = field(default_factory=list)
     output: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
     #: The entry as recorded once the step finished (set by ``track()``).
     recorded: HistoryEntry | None = None
+    _attempt: int = field(default=1, repr=False)
+    #: Waits for the running entry's write, which overlaps the handler (set by ``track()``).
+    _await_start: Callable[[], object] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def attempt(self) -> int:
+        """1 + the earlier attempts of this step on this file (``try_number`` for Airflow tasks).
+
+        The running entry is written while the handler runs; reading ``attempt`` waits
+        for that write, which is what decides it.
+        """
+        wait = self._await_start
+        if wait is not None:
+            wait()
+        return self._attempt
+
+    @attempt.setter
+    def attempt(self, value: int) -> None:
+        self._attempt = value
+
+    def wait_started(self) -> None:
+        """Wait until the ``running`` entry is in the history (it is written while the step runs)."""
+        if self._await_start is not None:
+            self._await_start()
 
     def produce(self, file_key: str) -> None:
         """Declare that this step wrote ``file_key``; it is recorded as derived from this entry."""

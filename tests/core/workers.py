@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lore_core import LoreTracker
+from lore_core import LoreTracker, StepContext
 
 
 def run_steps(url: str, endpoint_url: str | None, file_key: str, worker: int, runs: int) -> list[str]:
@@ -43,8 +43,9 @@ def hang_in_step(url: str, endpoint_url: str | None, file_key: str, lease_second
         url, endpoint_url=endpoint_url, region="us-east-1", lease_seconds=lease_seconds, mark_running=mark_running
     )
 
-    def forever(ctx: object) -> None:
-        print(f"started {getattr(ctx, 'entry_id', '')}", flush=True)
+    def forever(ctx: StepContext) -> None:
+        ctx.wait_started()  # the running entry is written while the step runs: announce it once it is
+        print(f"started {ctx.entry_id}", flush=True)
         threading.Event().wait()
 
     tracker.run(file_key, step="slow", handler=forever, input={"n": 1})
