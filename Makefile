@@ -56,10 +56,19 @@ test: lint typecheck pytest
 test-rgw: venv
 	PYTEST=$(VENV)/bin/pytest .ci/rgw.sh test $(PYTEST_ARGS)
 
-bench: venv
+# Every benchmark, each printing its figures (about 25 minutes on 2 cores); installs the [bench]
+# extra (dagster-aws, the peer the Dagster figures are compared with) first.
+$(VENV)/.installed-bench: $(VENV)/.installed-$(EXTRAS) pyproject.toml
+	$(VENV)/bin/pip install --quiet -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_requests.py
 	$(PY) benchmarks/bench_growth.py
 	$(PY) benchmarks/bench_lineage_growth.py
+	$(PY) benchmarks/bench_critical_path.py
+	$(PY) benchmarks/bench_dagster.py
+	$(PY) benchmarks/bench_airflow.py
 
 # A month of a daily pipeline at production shape (about 15 minutes on 2 cores).
 production: venv
