@@ -68,13 +68,22 @@ class Derivation:
             return None
 
     def fetch_sources(self, sources: Sequence[LineageRef]) -> dict[DocKey, FileHistory | None]:
-        """The histories of ``sources``, read in parallel (one round trip; see ``load_source``)."""
+        """The histories of ``sources``, read in parallel (one round trip; see ``load_source``).
+
+        A ref that names its entry needs the source's document only for the ancestry it
+        passes on: the version this tracker last read or wrote is used when it has one (no
+        request; an adapter that just read the source to find that entry reads it once).
+        A ref without an entry is pointed at the source's latest entry, read fresh.
+        """
         unique = {(s.bucket or self.bucket, s.file_key): s for s in sources}
+
+        def load(ref: LineageRef) -> FileHistory | None:
+            return self.load_source(ref, fresh=ref.entry_id is None)
+
         if len(unique) <= 1:
-            return {ident: self.load_source(ref, fresh=True) for ident, ref in unique.items()}
+            return {ident: load(ref) for ident, ref in unique.items()}
         with ThreadPoolExecutor(max_workers=min(32, len(unique))) as pool:
-            docs = pool.map(lambda ref: self.load_source(ref, fresh=True), unique.values())
-            return dict(zip(unique, docs, strict=True))
+            return dict(zip(unique, pool.map(load, unique.values()), strict=True))
 
     def source_ref(self, ref: LineageRef | str) -> LineageRef:
         if isinstance(ref, str):

@@ -179,10 +179,14 @@ class Documents:
             version = self.read(store, hkey)
         return version.model if version is not None else None
 
-    def load_copy(self, file_key: str, bucket: str | None = None) -> FileHistory | None:
-        """A fresh read, as a model of the caller's own (for users, who may change what they get)."""
+    def load_copy(self, file_key: str, bucket: str | None = None, *, fresh: bool = True) -> FileHistory | None:
+        """A model of the caller's own (for users, who may change what they get): a fresh read,
+        or with ``fresh=False`` the version last read or written here when there is one."""
         store = self.store_for(bucket)
-        version = self.read(store, self.history_key(file_key))
+        hkey = self.history_key(file_key)
+        version = None if fresh else self._cached(store, hkey)
+        if version is None:
+            version = self.read(store, hkey)
         return FileHistory.model_validate_json(version.data) if version is not None else None
 
     def fetch_many(

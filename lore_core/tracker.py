@@ -439,25 +439,32 @@ class LoreTracker:
     # ------------------------------------------------------------------ reading
 
     def get_history(
-        self, file_key: str, bucket: str | None = None, *, include_archived: bool = False
+        self, file_key: str, bucket: str | None = None, *, include_archived: bool = False, fresh: bool = True
     ) -> FileHistory | None:
-        """The file's history as stored now (one read), or None; ``include_archived`` adds archived entries first."""
-        doc = self._docs.load_copy(self._file_key(file_key), bucket)
+        """The file's history as stored now (one read), or None; ``include_archived`` adds archived entries first.
+
+        ``fresh=False``: the version this tracker itself last read or wrote, without a request
+        when it has one (what it just recorded, say); a read otherwise.
+        """
+        doc = self._docs.load_copy(self._file_key(file_key), bucket, fresh=fresh)
         if doc is not None and include_archived:
             return self._docs.with_archive(doc, bucket)
         return doc
 
-    def get_lineage(self, file_key: str, *, max_nodes: int | None = None) -> LineageNode | None:
+    def get_lineage(self, file_key: str, *, max_nodes: int | None = None, fresh: bool = True) -> LineageNode | None:
         """The file and every file it was derived from, as a DAG (each file once), in two round trips.
 
         At most ``max_nodes`` files (default ``max_lineage_nodes``); the root's ``truncated``
-        says when more were left out.
+        says when more were left out. ``fresh=False`` uses the versions this tracker last
+        read or wrote where it has them (see ``get_history``).
         """
-        root = self.get_history(file_key)
+        root = self.get_history(file_key, fresh=fresh)
         if root is None:
             return None
         cap = max_nodes if max_nodes is not None else self.options.max_lineage_nodes
-        return build_lineage(root, self.bucket, lambda bucket, key: self.get_history(key, bucket=bucket), cap)
+        return build_lineage(
+            root, self.bucket, lambda bucket, key: self.get_history(key, bucket=bucket, fresh=fresh), cap
+        )
 
     def get_descendants(self, file_key: str) -> list[str]:
         """Files derived directly from ``file_key`` (one read); other buckets' as ``s3://bucket/key``."""

@@ -240,7 +240,9 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
                 derived_from=sources,
             )
 
-        part_file = self.partition_file(tracker, partition)
+        part_file = self.partition_file(
+            tracker, partition, context.asset_partitions_def if partition is not None else None
+        )
         replay_of: str | None = None
         if part_file is not None:
             # The step ran against this file: its history says so, and the success resolves an
@@ -257,21 +259,29 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
             materialization_metadata(tracker, key, entry, refs, part_file, replay_of=replay_of or entry.replay_of)
         )
 
-    def partition_file(self, tracker: LoreTracker, partition: str | None) -> str | None:
-        """The partition key when per-file partitions make it name an object of the tracked bucket."""
+    def partition_file(
+        self, tracker: LoreTracker, partition: str | None, partitions_def: dg.PartitionsDefinition | None = None
+    ) -> str | None:
+        """The partition key when per-file partitions make it name an object of the tracked bucket.
+
+        Only dynamic partitions can name files (``lore_file_partitions``): static, time-window
+        and multi-dimensional partition keys are never looked up, so they cost no request.
+        A dynamic key costs one HeadObject (and a history read only when the object is gone).
+        """
         if not self.file_partitions or partition is None or self.bucket != tracker.bucket:
+            return None
+        if partitions_def is not None and not isinstance(partitions_def, dg.DynamicPartitionsDefinition):
             return None
         try:
             validate_file_key(partition, tracker.prefix)
         except InvalidKeyError:
             return None
-        if tracker.get_history(partition) is not None:
-            return partition
         client = self.lore.get_s3_client()
         try:
             client.head_object(Bucket=self.bucket, Key=partition)
         except client.exceptions.ClientError:
-            return None
+            # Deleted since it was processed: still the file whose history holds the step.
+            return partition if tracker.get_history(partition, fresh=False) is not None else None
         return partition
 
     def _partition_source(self, tracker: LoreTracker, partition: str) -> list[LineageRef]:
@@ -316,10 +326,14 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
             REGISTRY.add_input(context.step_context.run_id, context.step_context.step.key, refs, utc_now())
             # On the run's LOADED_INPUT event: the entries this step reads (and, for the other
             # processes of the run, that this step's own process records its failure, with them).
-            context.add_input_metadata(
-                {META_LOADED: dg.MetadataValue.json([r.to_json_dict() for r in refs])},
-                description="Lore: the history entries of the objects loaded",
-            )
+            # Dagster takes input metadata for one partition only; a step loading many (an
+            # unpartitioned summary of all partitions) has its failure recorded under the stable
+            # event id by whichever process sees it first, the same entry either way.
+            if len(keys) == 1:
+                context.add_input_metadata(
+                    {META_LOADED: dg.MetadataValue.json([r.to_json_dict() for r in refs])},
+                    description="Lore: the history entries of the objects loaded",
+                )
         if partitions == [None]:
             return values[None]
         # Several upstream partitions (e.g. an unpartitioned summary): a dict keyed by partition.

@@ -192,22 +192,23 @@ def materialization_metadata(
     *,
     replay_of: str | None = None,
 ) -> dict[str, Any]:
-    """The ``lore/*`` metadata for one recorded entry (one history read, one lineage read).
+    """The ``lore/*`` metadata for one recorded entry, from what the tracker just read and wrote.
 
     For a per-file partition the counts are those of this step on ``processed_file``,
     where its failures are recorded (its output object only ever sees successes). A replay
     (of the failed entry ``replay_of``) says so: ``lore/replay`` and ``lore/replay_of``.
     """
+    # What was just recorded is in the tracker's cache: no request reads it back.
     if processed_file is not None:
-        source = tracker.get_history(processed_file)
+        source = tracker.get_history(processed_file, fresh=False)
         counts = {"success": 0, "failed": 0}
         for item in source.entries if source is not None else []:
             if item.step == entry.step and item.status.value in counts:
                 counts[item.status.value] += 1
     else:
-        history = tracker.get_history(file_key)
+        history = tracker.get_history(file_key, fresh=False)
         counts = history.counts() if history is not None else {}
-    lineage = tracker.get_lineage(file_key)
+    lineage = tracker.get_lineage(file_key, fresh=False)
     tree = lineage_markdown(lineage, tracker.bucket) if lineage is not None else "_no lineage recorded_"
     return {
         "lore/entry_id": dg.MetadataValue.text(entry.id),

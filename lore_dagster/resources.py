@@ -26,7 +26,7 @@ Example::
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -115,6 +115,20 @@ class DagsterLogs:
 TrackedStep = StepContext
 
 
+_PER_PROCESS: dict[tuple[Any, ...], Any] = {}
+_per_process_lock = threading.Lock()
+
+
+def _per_process(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    """``build()`` once per process for ``key`` (a resource's configuration)."""
+    with _per_process_lock:
+        if key in _PER_PROCESS:
+            return _PER_PROCESS[key]
+    built = build()
+    with _per_process_lock:
+        return _PER_PROCESS.setdefault(key, built)
+
+
 class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where Lore keeps histories, and how to reach it.
 
@@ -193,11 +207,29 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     _client: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
+    def _process_key(self, what: str) -> tuple[Any, ...]:
+        # Dagster builds a resource object per run; the client and tracker it configures are
+        # built once per process (a boto3 client costs ~150 ms; a tracker keeps the ETags and
+        # documents it last wrote, so the next run's steps need no read to write).
+        return (
+            what,
+            self.store,
+            self.endpoint_url,
+            self.region,
+            self.aws_access_key_id,
+            self.aws_secret_access_key,
+            self.aws_session_token,
+            repr(self.s3),
+            self.lease_seconds,
+            self.first_heartbeat_seconds,
+            tuple(self.writable_buckets or ()),
+        )
+
     def get_s3_client(self) -> Any:
-        """The boto3 S3 client Lore uses (one per process, shared with the IO manager)."""
+        """The boto3 S3 client Lore uses (one per process and configuration, shared with the IO manager)."""
         with self._lock:
             if self._client is None:
-                self._client = self._build_client()
+                self._client = _per_process(self._process_key("client"), self._build_client)
             return self._client
 
     def _build_client(self) -> Any:
@@ -221,27 +253,30 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         )
 
     def get_tracker(self) -> LoreTracker:
-        """The :class:`lore_core.LoreTracker` for ``store`` (built once per process)."""
+        """The :class:`lore_core.LoreTracker` for ``store`` (built once per process and configuration)."""
         if self._tracker is None:
-            client = self.get_s3_client() if is_s3_url(self.store) else None
-            options: dict[str, Any] = {
-                name: value
-                for name, value in (
-                    ("lease_seconds", self.lease_seconds),
-                    ("first_heartbeat_seconds", self.first_heartbeat_seconds),
-                )
-                if value is not None
-            }
-            if self.writable_buckets:
-                options["writable_buckets"] = tuple(self.writable_buckets)
-            tracker = LoreTracker.from_url(
-                self.store, s3_client=client, endpoint_url=self.endpoint_url, region=self.region, **options
-            )
+            tracker = _per_process(self._process_key("tracker"), self._build_tracker)
             with self._lock:
                 if self._tracker is None:
                     self._tracker = tracker
         assert self._tracker is not None
         return self._tracker
+
+    def _build_tracker(self) -> LoreTracker:
+        client = self.get_s3_client() if is_s3_url(self.store) else None
+        options: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("lease_seconds", self.lease_seconds),
+                ("first_heartbeat_seconds", self.first_heartbeat_seconds),
+            )
+            if value is not None
+        }
+        if self.writable_buckets:
+            options["writable_buckets"] = tuple(self.writable_buckets)
+        return LoreTracker.from_url(
+            self.store, s3_client=client, endpoint_url=self.endpoint_url, region=self.region, **options
+        )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # Assets that wrote their own objects and said so in MaterializeResult metadata.
