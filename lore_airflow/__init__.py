@@ -18,6 +18,7 @@ every task with ``s3://`` inlets/outlets, and nothing is needed per task.
 
 from .callbacks import lore_callbacks
 from .config import LoreSettings
+from .hooks import LoreHook
 from .links import LoreLineageLink, lineage_page_url
 from .operators import LoreReplayOperator
 from .sensors import LoreFailedEntrySensor
@@ -27,6 +28,7 @@ from .triggers import LoreFailedEntryTrigger
 __all__ = [
     "LoreFailedEntrySensor",
     "LoreFailedEntryTrigger",
+    "LoreHook",
     "LoreLineageLink",
     "LoreReplayOperator",
     "LoreSettings",

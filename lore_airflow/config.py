@@ -6,9 +6,10 @@ arguments, which win over the config.
 
 - ``store``: ``s3://bucket/prefix`` (or ``file:///dir``); the listener tracks
   nothing while it is empty. Histories live in each file's own bucket.
-- ``aws_conn_id``: Airflow connection for S3 (``endpoint_url`` in its extra is
-  honoured); empty means boto3's credential chain.
-- ``endpoint_url`` / ``region``: for the boto3 chain (MinIO, a local S3 server).
+- ``aws_conn_id``: Airflow AWS connection for S3, read by ``LoreHook`` (an
+  ``AwsBaseHook``: credentials, role, ``endpoint_url`` and ``region_name`` in its extra);
+  default ``aws_default``. A connection that does not exist means boto3's credential chain.
+- ``endpoint_url`` / ``region``: override the connection's (MinIO, a local S3 server).
 - ``raise_on_error``: ``True`` makes a tracking failure fail the task (default
   ``False``: it is logged as an error naming what was not recorded, and the task
   goes on).
@@ -47,6 +48,8 @@ from lore_core import LoreConfigError
 __all__ = ["LoreSettings"]
 
 _SECTION = "lore"
+#: The Amazon provider's default connection, as for every AWS hook.
+DEFAULT_AWS_CONN_ID = "aws_default"
 
 
 def _conf_get(option: str) -> str | None:
@@ -87,7 +90,7 @@ class LoreSettings:
     """Where Lore writes and how it reacts to its own failures."""
 
     store: str | None = None
-    aws_conn_id: str | None = None
+    aws_conn_id: str | None = DEFAULT_AWS_CONN_ID
     endpoint_url: str | None = None
     region: str | None = None
     raise_on_error: bool = False
@@ -104,7 +107,7 @@ class LoreSettings:
         """Settings from ``[lore]`` in Airflow's config; keyword arguments that are not None win."""
         values: dict[str, Any] = {
             "store": _conf_get("store"),
-            "aws_conn_id": _conf_get("aws_conn_id"),
+            "aws_conn_id": _conf_get("aws_conn_id") or DEFAULT_AWS_CONN_ID,
             "endpoint_url": _conf_get("endpoint_url"),
             "region": _conf_get("region"),
             "raise_on_error": _as_bool(_conf_get("raise_on_error"), False),

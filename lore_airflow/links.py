@@ -25,7 +25,7 @@ URL_PREFIX = "/lore"
 
 def _base_url() -> str:
     try:
-        from airflow.configuration import conf
+        from airflow.sdk.configuration import conf
 
         base = str(conf.get("api", "base_url", fallback="") or "")
     except Exception:  # building a link must never fail a page

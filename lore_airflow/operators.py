@@ -1,19 +1,17 @@
 """``LoreReplayOperator``: replay one failed entry; map it over the sensor's output.
 
+With no handler given, a failure recorded by a ``@task`` (or ``PythonOperator``) is
+replayed by calling that task's own callable again with its recorded arguments
+(see ``lore_airflow.replay`` for the whole order).
+
 Example::
 
     from airflow.sdk import DAG
-    from lore_core import StepContext
     from lore_airflow import LoreFailedEntrySensor, LoreReplayOperator
-
-    def validate_again(ctx: StepContext) -> dict[str, int]:
-        return {"rows": 3}
 
     with DAG("replay_failures", schedule=None):
         failed = LoreFailedEntrySensor(task_id="find_failures", store="s3://my-bucket/.lore-s3")
-        LoreReplayOperator.partial(
-            task_id="replay", store="s3://my-bucket/.lore-s3", handler=validate_again
-        ).expand(entry=failed.output)
+        LoreReplayOperator.partial(task_id="replay", store="s3://my-bucket/.lore-s3").expand(entry=failed.output)
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from lore_core.integration import s3_url
 
 from .config import LoreSettings
 from .links import LoreLineageLink
+from .replay import resolve_handler
 from .tracking import push_touched_files, ti_orchestrator, tracker_for
 
 __all__ = ["LoreReplayOperator"]
@@ -38,10 +37,14 @@ class LoreReplayOperator(BaseOperator):
 
     ``entry`` is one item of ``LoreFailedEntrySensor``'s XCom (``file_key``, ``entry_id``,
     ``bucket``; ``step`` is informative). The handler is ``handler`` (a callable taking a
-    ``lore_core.StepContext``), else the step registered as ``handler_name``, else the
-    step registered under the entry's own step name (``lore_core.register_step``). A
-    successful replay resolves the failure, which leaves the failure index. A failed
-    replay fails the task unless ``fail_on_error=False``. Returns a JSON-able summary.
+    ``lore_core.StepContext``, or a dotted path ``"package.module:function"`` imported in
+    the worker), else the step registered as ``handler_name``, else the step registered
+    under the entry's own step name (``lore_core.register_step``), else the original
+    task's callable (``@task``/``PythonOperator``), called with the recorded
+    ``op_args``/``op_kwargs``; what it writes through ``S3Hook`` into the tracker's bucket
+    becomes the replay's ``produces``. A successful replay resolves the failure, which
+    leaves the failure index. A failed replay fails the task unless
+    ``fail_on_error=False``. Returns a JSON-able summary.
     """
 
     template_fields: Sequence[str] = ("store", "entry", "handler_name")
@@ -55,7 +58,7 @@ class LoreReplayOperator(BaseOperator):
         *,
         entry: dict[str, Any],
         store: str | None = None,
-        handler: Callable[[StepContext], Any] | None = None,
+        handler: Callable[[StepContext], Any] | str | None = None,
         handler_name: str | None = None,
         force: bool = False,
         fail_on_error: bool = True,
@@ -85,11 +88,15 @@ class LoreReplayOperator(BaseOperator):
             store=self.store, aws_conn_id=self.aws_conn_id, endpoint_url=self.endpoint_url, region=self.region
         )
         tracker = tracker_for(settings, entry.get("bucket"))
-        handler = self.handler
-        if handler is None and self.handler_name:
-            handler = tracker.handler_for(self.handler_name)
-            if handler is None:
-                raise AirflowException(f"no Lore step registered as {self.handler_name!r}")
+        handler = resolve_handler(
+            handler=self.handler,
+            handler_name=self.handler_name,
+            tracker=tracker,
+            settings=settings,
+            file_key=entry["file_key"],
+            entry_id=entry["entry_id"],
+            context=context,
+        )
         ti = context["ti"]
         result = tracker.replay(
             entry["file_key"], entry["entry_id"], handler, force=self.force, orchestrator=ti_orchestrator(ti)

@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.configuration import conf
 
 from .config import LoreSettings
 from .triggers import LoreFailedEntryTrigger, find_failed_entries
@@ -35,7 +36,8 @@ class LoreFailedEntrySensor(BaseSensorOperator):
 
     Each item is ``{"file_key", "entry_id", "step", "bucket", "failed_at"}``, ready for
     ``LoreReplayOperator.partial(...).expand(entry=sensor.output)``. Works in ``poke``
-    and ``reschedule`` mode, and with ``deferrable=True`` waits in the triggerer
+    and ``reschedule`` mode, and with ``deferrable=True`` (default: ``[operators]
+    default_deferrable``) pokes once and, when nothing matches yet, waits in the triggerer
     (``LoreFailedEntryTrigger``). Filters: ``prefix`` (file keys), ``step``,
     ``source_dag_id``/``source_task_id`` (the DAG/task that recorded the failure).
     """
@@ -56,7 +58,7 @@ class LoreFailedEntrySensor(BaseSensorOperator):
         aws_conn_id: str | None = None,
         endpoint_url: str | None = None,
         region: str | None = None,
-        deferrable: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -96,7 +98,15 @@ class LoreFailedEntrySensor(BaseSensorOperator):
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
+        # One poke first: entries that already exist need no trip through the triggerer.
+        entries = self._find()
+        if entries:
+            self.log.info(
+                "Lore: %d failed entr%s match; not deferring", len(entries), "y" if len(entries) == 1 else "ies"
+            )
+            return entries
         # Waiting happens in the triggerer: no worker slot is held while nothing has failed.
+        self.log.info("Lore: no failed entry matches yet; deferring to LoreFailedEntryTrigger")
         self.defer(
             trigger=LoreFailedEntryTrigger(
                 store=self._settings().store,

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -46,16 +47,19 @@ from lore_core.integration import (
     s3_url,
     tracking_errors,
 )
-from lore_core.keys import DEFAULT_PREFIX
 
 from .config import LoreSettings
-from .masking import airflow_masker
+from .hooks import LoreHook, make_tracker, store_bucket_and_prefix
 
 __all__ = [
+    "CALLABLE_KEY",
     "LoreTrackingError",
     "S3Object",
     "TaskTracking",
+    "hook_for",
     "parse_s3_uri",
+    "store_bucket_and_prefix",
+    "task_callable_ref",
     "task_instance_url",
     "ti_orchestrator",
     "tracker_for",
@@ -93,30 +97,9 @@ def parse_s3_uri(uri: object) -> tuple[str, str] | None:
 # ---------------------------------------------------------------------- trackers
 
 
-_trackers: dict[tuple[Any, ...], LoreTracker] = {}
+_trackers: dict[tuple[LoreSettings, str | None], LoreTracker] = {}
+_hooks: dict[tuple[str | None, str | None, str | None], LoreHook] = {}
 _trackers_lock = threading.Lock()
-
-
-def _s3_client(settings: LoreSettings) -> Any:
-    if settings.aws_conn_id:
-        try:
-            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-        except ImportError:
-            log.warning("Lore: aws_conn_id=%r needs apache-airflow-providers-amazon; using boto3's chain")
-        else:
-            # The hook reads the connection (keys, role, endpoint_url in its extra) for us.
-            return S3Hook(aws_conn_id=settings.aws_conn_id).get_conn()
-    from lore_core import make_s3_client
-
-    return make_s3_client(endpoint_url=settings.endpoint_url, region=settings.region)
-
-
-def store_bucket_and_prefix(store: str) -> tuple[str | None, str]:
-    """The default bucket and the history prefix of a store URL (bucket None for non-S3 stores)."""
-    if not is_s3_url(store):
-        return None, ""
-    bucket, path = parse_s3_url(store, key_required=False)
-    return bucket, path.strip("/") or DEFAULT_PREFIX
 
 
 def can_write(settings: LoreSettings, bucket: str) -> bool:
@@ -128,37 +111,33 @@ def can_write(settings: LoreSettings, bucket: str) -> bool:
     return default_bucket is None or bucket == default_bucket or bucket in settings.writable_buckets
 
 
+def hook_for(settings: LoreSettings) -> LoreHook:
+    """The process's ``LoreHook`` for the connection these settings name: one session, one S3 client."""
+    key = (settings.aws_conn_id, settings.endpoint_url, settings.region)
+    with _trackers_lock:
+        found = _hooks.get(key)
+        if found is None:
+            found = _hooks[key] = LoreHook(settings=settings)
+        return found
+
+
 def tracker_for(settings: LoreSettings, bucket: str | None = None) -> LoreTracker:
     """The tracker for files of ``bucket`` (default: the store's bucket; same prefix in every bucket).
 
-    Lore writes through it only when ``can_write(settings, bucket)``; for any other bucket
-    it only reads. ``file://`` and ``memory://`` stores hold every bucket's files in the one store.
+    Built once per process and reused across tasks, with the S3 client of ``hook_for(settings)``
+    (``LoreHook``: from the Airflow connection). Lore writes through it only when
+    ``can_write(settings, bucket)``; for any other bucket it only reads. ``file://`` and
+    ``memory://`` stores hold every bucket's files in the one store.
     """
     if not settings.store:
         raise LoreConfigError("no Lore store configured: set [lore] store (AIRFLOW__LORE__STORE) or pass store=")
-    default_bucket, prefix = store_bucket_and_prefix(settings.store)
-    options = settings.tracker_options()
-    if default_bucket is not None:
-        # Links between writable buckets are written on both sides; other buckets are never written.
-        options["writable_buckets"] = tuple(dict.fromkeys((default_bucket, *settings.writable_buckets)))
-    if default_bucket is None:
-        cache_key: tuple[Any, ...] = (settings.store,)
-    else:
-        bucket = bucket or default_bucket
-        cache_key = (bucket, prefix, settings.aws_conn_id, settings.endpoint_url, settings.region)
-    cache_key += tuple(sorted(options.items()))
+    default_bucket, _ = store_bucket_and_prefix(settings.store)
+    cache_key = (settings, None if default_bucket is None else bucket or default_bucket)
     with _trackers_lock:
         found = _trackers.get(cache_key)
         if found is not None:
             return found
-    # Airflow's secrets masker first: it knows the connection passwords and sensitive variables.
-    maskers = [airflow_masker]
-    if default_bucket is None:
-        tracker = LoreTracker.from_url(settings.store, extra_maskers=maskers, **options)
-    else:
-        tracker = LoreTracker(
-            bucket=bucket, prefix=prefix, s3_client=_s3_client(settings), extra_maskers=maskers, **options
-        )
+    tracker = make_tracker(settings, bucket, hook_for(settings).get_s3_client)
     with _trackers_lock:
         return _trackers.setdefault(cache_key, tracker)
 
@@ -167,6 +146,7 @@ def clear_tracker_cache() -> None:
     """Forget cached trackers (tests, or after a connection changed)."""
     with _trackers_lock:
         _trackers.clear()
+        _hooks.clear()
 
 
 # ---------------------------------------------------------------------- task instance facts
@@ -248,6 +228,49 @@ def task_input(task: Any, context: Mapping[str, Any] | None) -> dict[str, Any] |
             if kept:
                 out[name] = kept
     return out or None
+
+
+#: Metadata key of the task's callable (``module``, ``qualname``, ``dagFile``): how a replay finds it again.
+CALLABLE_KEY = "airflowCallable"
+
+
+def _dag_file(task: Any) -> str | None:
+    """The task's DAG file relative to its bundle (the dags folder), else as Airflow knows it."""
+    try:
+        dag = getattr(task, "dag", None)
+    except Exception:  # an operator outside a DAG raises on .dag
+        return None
+    if dag is None:
+        return None
+    relative = getattr(dag, "relative_fileloc", None)
+    fileloc = getattr(dag, "fileloc", None)
+    if relative and not str(relative).startswith("/"):
+        return str(relative)
+    if not fileloc:
+        return None
+    from airflow.sdk.configuration import conf
+
+    folder = str(conf.get("core", "dags_folder", fallback="") or "")
+    if folder:
+        try:
+            return str(Path(fileloc).resolve().relative_to(Path(folder).resolve()))
+        except ValueError:
+            pass
+    return str(fileloc)
+
+
+def task_callable_ref(task: Any) -> dict[str, str] | None:
+    """Where the task's ``python_callable`` lives (``@task``, ``PythonOperator``); None for other operators."""
+    fn = getattr(task, "python_callable", None)
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if fn is None or not isinstance(module, str) or not isinstance(qualname, str):
+        return None
+    ref = {"module": module, "qualname": qualname}
+    dag_file = _dag_file(task)
+    if dag_file:
+        ref["dagFile"] = dag_file
+    return ref
 
 
 def _render(value: str, task: Any, context: Mapping[str, Any] | None) -> str:
@@ -341,6 +364,7 @@ class _Started:
     started_at: datetime
     hook_before: dict[str, int]
     owner: str
+    metadata: dict[str, Any] | None
     # (bucket, key) -> the step begun on that file (its heartbeat runs until it is finished)
     entries: dict[tuple[str, str], ActiveStep] = field(default_factory=dict)
     result: Any = None
@@ -352,6 +376,11 @@ TIKey = tuple[str, str, str, int, int]
 _active: dict[TIKey, _Started] = {}
 _done: set[TIKey] = set()
 _active_lock = threading.Lock()
+
+
+def _callable_metadata(task: Any) -> dict[str, Any] | None:
+    ref = task_callable_ref(task)
+    return {CALLABLE_KEY: ref} if ref else None
 
 
 def ti_key(ti: Any) -> TIKey:
@@ -437,6 +466,7 @@ class TaskTracking:
             started_at=utc_now(),
             hook_before=hook_lineage_snapshot() if settings.hook_lineage else {},
             owner=owner,
+            metadata=_callable_metadata(task),
         )
         with _active_lock:
             if key in _active or key in _done:
@@ -451,6 +481,7 @@ class TaskTracking:
                     orchestrator=orchestrator,
                     attempt=key[4],
                     description=f"Airflow task {ti.task_id} of DAG {ti.dag_id}",
+                    metadata=started.metadata,
                     on_error=error_policy(settings.raise_on_error),
                     logger=log,
                 )
@@ -528,6 +559,7 @@ class TaskTracking:
                 attempt=started.orchestrator.try_number,
                 produces=produces,
                 derived_from=derived_from,
+                metadata=started.metadata,
             )
 
         def writable(obj: S3Object) -> bool:
@@ -627,6 +659,7 @@ class TaskTracking:
                         started_at=started.started_at,
                         orchestrator=started.orchestrator,
                         attempt=started.orchestrator.try_number,
+                        metadata=started.metadata,
                     )
                     touched.append(obj.uri)
             each.raise_first()

@@ -500,7 +500,16 @@ class LoreTracker:
             start_after = reserved[:-1] + "0"  # skip Lore's own area in one step: '0' follows '/'
 
     def list_all_histories(self, prefix: str | None = None, batch_size: int = 32) -> Iterator[FileHistory]:
-        """Every history (optionally under ``prefix``), read in parallel batches."""
+        """Every history (optionally under ``prefix``), read in parallel batches of ``batch_size``.
+
+        This reads every document: one LIST per 1,000 files plus **one GET per file**. Over
+        1M files that is 1M GETs (about 2 hours at the rate measured on the development
+        machine, and ~4 ms of client CPU per file to parse and validate). For whole-bucket
+        questions (counts by step and status, failures over time, lineage edges) write a
+        snapshot of the histories as Parquet and query it with SQL instead (issue 12's
+        ``lore snapshot`` / ``lore query``), or ask the indexes: ``list_failed`` for failures,
+        ``get_descendants`` for what was derived from a file.
+        """
         batch: list[str] = []
         for file_key in self.list_tracked_files(prefix):
             batch.append(file_key)

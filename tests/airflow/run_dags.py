@@ -46,6 +46,37 @@ def _fail_when_rescheduled(spec: str, deadline_s: float = 90.0) -> None:
     print(f"{dag_id}.{task_id} was never rescheduled", file=sys.stderr)
 
 
+def _fail_when_deferred(spec: str) -> None:
+    """Record a failure once ``dag.test()`` hands a deferred task to its trigger (same ``spec`` as above).
+
+    ``dag.test()`` runs the trigger in this process and logs "running trigger in line"
+    first: the failure is recorded shortly after, so the sensor's own poke found nothing
+    and only the trigger can find it.
+    """
+    import logging
+    import threading
+
+    from lore_core import LoreTracker
+
+    dag_id, task_id, store, endpoint, file_key, step = spec.split("|")
+
+    def record() -> None:
+        time.sleep(0.5)
+        LoreTracker.from_url(store, endpoint_url=endpoint).record(
+            file_key, step, "failed", error="failed while the trigger was waiting"
+        )
+        print(f"recorded {file_key} after {dag_id}.{task_id} was deferred", file=sys.stderr)
+
+    class OnTrigger(logging.Handler):
+        def emit(self, record_: logging.LogRecord) -> None:
+            if "running trigger in line" in record_.getMessage():
+                threading.Thread(target=record, daemon=True).start()
+
+    logger = logging.getLogger("airflow.sdk.definitions.dag")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(OnTrigger())
+
+
 def main() -> int:
     out_path, dag_ids = sys.argv[1], sys.argv[2:]
     from airflow.dag_processing.dagbag import DagBag
@@ -61,6 +92,8 @@ def main() -> int:
         import threading
 
         threading.Thread(target=_fail_when_rescheduled, args=(spec,), daemon=True).start()
+    if spec := os.environ.get("LORE_TEST_FAIL_WHEN_DEFERRED"):
+        _fail_when_deferred(spec)
     for dag_id in dag_ids:
         dag = bag.get_dag(dag_id)
         if dag is None:

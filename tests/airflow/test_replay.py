@@ -10,7 +10,7 @@ from typing import Any
 
 from lore_core import LoreTracker
 
-from .conftest import HERE, RunDags, airflow_env
+from .conftest import HERE, REPO, RunDags, airflow_env, example_setup
 
 
 def _env(bucket: str, endpoint: str) -> dict[str, str]:
@@ -54,18 +54,60 @@ def test_sensor_and_mapped_replay_fix_failed_entries(run_dags: RunDags, make_buc
     assert [str(e.status) for e in tracker.get_history("incoming/good-1.csv").entries] == ["success"]
 
 
-def test_deferrable_sensor_waits_in_the_trigger(run_dags: RunDags, make_bucket: Any, s3_server: Any) -> None:
+def test_deferrable_sensor_pokes_once_and_does_not_defer_when_entries_exist(
+    run_dags: RunDags, make_bucket: Any, s3_server: Any
+) -> None:
     bucket = make_bucket()
     tracker = LoreTracker(bucket=bucket, s3_client=s3_server.client())
     result = run_dags(["replay_source", "replay_fix_deferrable"], **_env(bucket, s3_server.endpoint_url))
     fix = result["replay_fix_deferrable"]
     assert fix["state"] == "success"
     assert fix["tis"]["replay[0]"]["state"] == fix["tis"]["replay[1]"]["state"] == "success"
-    assert "Pausing task as DEFERRED" in result["_log"]  # the sensor really deferred to the trigger
+    # The failures existed before the sensor ran: its one poke found them, no trip through the triggerer.
+    assert "Pausing task as DEFERRED" not in result["_log"]
+    assert "2 failed entries match; not deferring" in result["_log"]
     assert list(tracker.list_failed()) == []
     for key in ("incoming/bad-1.csv", "incoming/bad-2.csv"):
         last = tracker.get_history(key).entries[-1]
         assert last.replay_of is not None and last.output == {"validated": key}
+
+
+def test_sensor_defers_by_default_deferrable_and_the_trigger_finds_a_later_failure(
+    run_dags: RunDags, make_bucket: Any, s3_server: Any
+) -> None:
+    bucket = make_bucket()
+    store = f"s3://{bucket}/.lore-s3"
+    spec = "|".join(["deferred_wait", "wait", store, s3_server.endpoint_url, "late/b.csv", "other_dag.load"])
+    result = run_dags(
+        ["deferred_wait"],
+        LORE_TEST_FAIL_WHEN_DEFERRED=spec,
+        AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="True",
+        **_env(bucket, s3_server.endpoint_url),
+    )
+    assert result["deferred_wait"]["state"] == "success"
+    assert result["deferred_wait"]["reschedules"] == 0
+    log = result["_log"]
+    # deferrable came from [operators] default_deferrable: the sensor poked once, found nothing, deferred.
+    assert "no failed entry matches yet; deferring to LoreFailedEntryTrigger" in log
+    assert "Pausing task as DEFERRED" in log
+    assert "recorded late/b.csv after deferred_wait.wait was deferred" in log
+    assert [f.file_key for f in LoreTracker(bucket=bucket, s3_client=s3_server.client()).list_failed()] == [
+        "late/b.csv"
+    ]
+
+
+def test_replay_handler_by_dotted_path(run_dags: RunDags, make_bucket: Any, s3_server: Any) -> None:
+    bucket = make_bucket()
+    tracker = LoreTracker(bucket=bucket, s3_client=s3_server.client())
+    env = _env(bucket, s3_server.endpoint_url)
+    env["PYTHONPATH"] = example_setup.subprocess_pythonpath(REPO, str(HERE / "handlers"))
+    result = run_dags(["replay_source", "replay_fix_dotted"], **env)
+    assert result["replay_fix_dotted"]["state"] == "success"
+    assert list(tracker.list_failed()) == []
+    for key in ("incoming/bad-1.csv", "incoming/bad-2.csv"):
+        last = tracker.get_history(key).entries[-1]
+        assert last.replay_of is not None and str(last.status) == "success"
+        assert last.output == {"validated_by": "dotted path", "file": key}
 
 
 def test_trigger_polls_until_a_matching_failure_exists(airflow_home: Any, make_bucket: Any, s3_server: Any) -> None:

@@ -238,3 +238,25 @@ with DAG("reschedule_wait", schedule=None):
         poke_interval=1,
         timeout=90,
     )
+
+
+with DAG("deferred_wait", schedule=None):
+    # No deferrable= here: it comes from [operators] default_deferrable.
+    LoreFailedEntrySensor(
+        task_id="wait",
+        store=STORE,
+        endpoint_url=ENDPOINT,
+        prefix="late/",
+        poke_interval=1,
+        timeout=90,
+    )
+
+
+with DAG("replay_fix_dotted", schedule=None):
+    listed = LoreFailedEntrySensor(
+        task_id="find_failures", store=STORE, endpoint_url=ENDPOINT, prefix="incoming/", poke_interval=1, timeout=60
+    )
+    # A dotted path, imported in the worker: it wins over the step registered above.
+    LoreReplayOperator.partial(
+        task_id="replay", store=STORE, endpoint_url=ENDPOINT, handler="lore_replay_handlers:validate_by_path"
+    ).expand(entry=listed.output)
