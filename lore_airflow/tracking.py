@@ -484,6 +484,8 @@ class TaskTracking:
                     metadata=started.metadata,
                     on_error=error_policy(settings.raise_on_error),
                     logger=log,
+                    # The outlets it will be linked to: read while the task runs, linked in one write.
+                    prefetch=[o.key for o in outlets if o.bucket == obj.bucket and o != obj],
                 )
                 if active.tracked:  # else the core logged why, and the task runs untracked on this file
                     started.entries[(obj.bucket, obj.key)] = active

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import keys
 from .documents import DocKey, Documents
-from .errors import AccessDeniedError, BucketNotFoundError, EntryNotFoundError
+from .errors import AccessDeniedError, BucketNotFoundError, EntryNotFoundError, LoreError
 from .models import FileHistory, LineageRef, StepStatus
 from .mutations import link_derived_from, link_derived_to
 
@@ -128,16 +128,38 @@ class Derivation:
             source_doc = self.load_source(source)
         ancestry = self.ancestry_for([source], {(source.bucket or self.bucket, source.file_key): source_doc})
         ref = rebase(source, self.bucket)
+        # A file the source already names in derivedTo has a history: a create would be refused
+        # (412) and cost a read and a second write; any other is created in one write.
+        known = self.known_derived(source_doc)
 
         def derive(key: str) -> None:
             mutate = link_derived_from(ref, ancestry, self.max_ancestry, lambda: self.docs.new_history(key))
-            self.docs.update(key, mutate, assume_new=True)
+            self.docs.update(key, mutate, assume_new=key not in known)
 
         if len(derived_keys) == 1:
             derive(derived_keys[0])
             return
         with ThreadPoolExecutor(max_workers=min(16, len(derived_keys))) as pool:
             list(pool.map(derive, derived_keys))
+
+    def known_derived(self, source_doc: FileHistory | None) -> set[str]:
+        """Keys in this bucket that ``source_doc`` already names as derived from it."""
+        if source_doc is None:
+            return set()
+        return {r.file_key for r in source_doc.derived_to if r.bucket in (None, self.bucket)}
+
+    def prefetch(self, source_key: str, derived_keys: Sequence[str]) -> None:
+        """Read the histories of files about to be derived from ``source_key`` that already have one.
+
+        Called while the step runs (off its critical path): the final write then links each
+        of them with one conditional write, in parallel with the entry's own.
+        """
+        wanted = [k for k in derived_keys if k in self.known_derived(self.docs.load(source_key))]
+        for key in wanted:
+            try:
+                self.docs.load(key)
+            except LoreError as exc:  # only a head start: the link reads it again if it must
+                log.debug("lore: could not read %r ahead of linking it (%s)", key, exc)
 
     def link_forward(self, source: LineageRef, child: LineageRef) -> None:
         """Add ``child`` to the source's ``derivedTo`` when the source's bucket is writable (else nothing)."""

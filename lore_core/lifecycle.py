@@ -478,6 +478,7 @@ class Lifecycle:
         logger: Any = None,
         claim: Claim | None = None,
         background: bool = True,
+        prefetch: Iterable[str] = (),
     ) -> ActiveStep:
         """Start a step and its heartbeat; finish it with ``ActiveStep.succeed()`` / ``fail()``.
 
@@ -486,6 +487,9 @@ class Lifecycle:
         wrong with the arguments is raised here; the ``running`` write itself (a read and
         a write) happens in a background thread while the step runs (``background=False``:
         before returning), and ``succeed()``/``fail()`` wait for it before the final write.
+        ``prefetch``: files the step will likely produce besides ``produces`` (an Airflow
+        task's outlets); those that already have a history are read in that thread too, so
+        linking them costs one write at the end.
         """
         planned = as_list(produces)
         ctx = StepContext(
@@ -523,6 +527,7 @@ class Lifecycle:
             active.report(f"the start of {step} on {file_key!r} (the step runs untracked)", exc)
             active.tracked = False
             return active
+        active.prefetch = [k for k in dict.fromkeys([*planned, *prefetch]) if k != key]
         active.launch(key, entry, background)
         return active
 
@@ -722,6 +727,7 @@ class ActiveStep:
         self._entry: HistoryEntry | None = None
         self._thread: threading.Thread | None = None
         self._start_error: BaseException | None = None
+        self.prefetch: list[str] = []
 
     @property
     def entry_id(self) -> str:
@@ -754,6 +760,8 @@ class ActiveStep:
             self._start_error = exc
             return
         self.ctx._attempt = started.attempt or 1
+        if self.prefetch:
+            life.derivation.prefetch(self._file_key, self.prefetch)
         with self._lock:
             if self.finished:
                 return

@@ -241,9 +241,15 @@ class LoreTracker:
         attempt: int | None = None,
         on_error: ErrorPolicy = "raise",
         logger: Any = None,
+        prefetch: Iterable[str] = (),
     ) -> ActiveStep:
         """``track()`` for callers whose start and end are different callbacks: the same lifecycle and
-        heartbeat, ended by ``active.succeed(output)`` or ``active.fail(error)``."""
+        heartbeat, ended by ``active.succeed(output)`` or ``active.fail(error)``.
+
+        The running entry is written while the step runs. ``prefetch`` names files the step
+        is likely to produce (an Airflow task's outlets): those with a history are read then
+        too, so that linking them at the end is one write in parallel with the entry's own.
+        """
         return self._life.begin(
             file_key,
             step,
@@ -256,6 +262,7 @@ class LoreTracker:
             attempt=attempt,
             on_error=on_error,
             logger=logger,
+            prefetch=prefetch,
         )
 
     def run(

@@ -181,3 +181,23 @@ class _Raw:
     def read(self, *_: Any) -> bytes:
         body, self._body = self._body, b""
         return body
+
+
+def test_a_product_that_already_has_a_history_is_linked_in_one_write(s3_client: Any, bucket: str) -> None:
+    LoreTracker(bucket=bucket, s3_client=s3_client).run(
+        "in.csv", step="s", handler=lambda ctx: None, produces="out.csv"
+    )
+    for how in ("produces", "prefetch"):
+        tracker = LoreTracker(bucket=bucket, s3_client=s3_client)  # a new worker: nothing cached
+        tracker.store.stats.reset()
+        if how == "produces":
+            tracker.run("in.csv", step="s", handler=lambda ctx: None, produces="out.csv")
+        else:  # an Airflow task: its outlets are known at the start, linked at the end
+            active = tracker.begin("in.csv", "s", prefetch=["out.csv"])
+            active.succeed(produces=["out.csv"])
+        counts = {k: v for k, v in tracker.store.stats.snapshot().items() if v}
+        # The input and the product read while the step runs; running, final and link written:
+        # no create refused with 412 and retried after a read on the critical path.
+        assert counts == {"get": 2, "put": 3}, (how, counts)
+    doc = LoreTracker(bucket=bucket, s3_client=s3_client).get_history("out.csv")
+    assert doc is not None and len(doc.derived_from) == 1
