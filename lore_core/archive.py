@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from . import keys
 from .errors import CorruptHistoryError
 from .ids import format_timestamp, utc_now
-from .models import SCHEMA_VERSION, ArchiveRef, FileHistory, HistoryEntry
+from .models import SCHEMA_VERSION, ArchiveRef, FileHistory, HistoryEntry, assume_utc
 from .stores import ConditionFailed, Store
 
 __all__ = ["archive_overflow", "read_archived"]
@@ -104,7 +104,7 @@ def read_archived(store: Store, refs: Sequence[ArchiveRef]) -> list[HistoryEntry
             raise CorruptHistoryError(store.location(ref.key), "archive segment listed in the history is missing")
         try:
             data = json.loads(found.data)
-            return [HistoryEntry.model_validate(e) for e in data["entries"]]
+            return [HistoryEntry.model_validate(assume_utc(e)) for e in data["entries"]]
         except (ValueError, KeyError, TypeError, ValidationError) as exc:
             raise CorruptHistoryError(store.location(ref.key), f"archive segment does not parse: {exc}") from None
 

@@ -30,7 +30,7 @@ from .archive import archive_overflow, read_archived
 from .config import TrackerOptions
 from .errors import ConcurrentUpdateError, CorruptHistoryError, EntryNotFoundError
 from .ids import utc_now
-from .models import SCHEMA_VERSION, FileHistory
+from .models import SCHEMA_VERSION, FileHistory, parse_history
 from .stores import ConditionFailed, Store
 
 __all__ = ["Documents", "Mutation", "encode", "working_copy"]
@@ -160,7 +160,7 @@ class Documents:
             raw = json.loads(found.data)
             # Validated from the bytes, not from ``raw``: the two must share no dict or list, or
             # a change to one (by a user holding the model) would be written back from the other.
-            model = FileHistory.model_validate_json(found.data)
+            model = parse_history(found.data)
         except RecursionError:
             raise CorruptHistoryError(store.location(hkey), "document is nested too deeply to parse") from None
         except (ValueError, ValidationError) as exc:
@@ -187,7 +187,7 @@ class Documents:
         version = None if fresh else self._cached(store, hkey)
         if version is None:
             version = self.read(store, hkey)
-        return FileHistory.model_validate_json(version.data) if version is not None else None
+        return parse_history(version.data) if version is not None else None
 
     def fetch_many(
         self, wanted: Iterable[tuple[str | None, str]], *, copies: bool = False

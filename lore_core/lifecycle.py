@@ -44,7 +44,7 @@ from .errors import (
     StoreError,
 )
 from .failure_index import FailureIndex
-from .ids import duration_ms, new_entry_id, utc_now
+from .ids import as_utc, duration_ms, new_entry_id, utc_now
 from .leases import Heartbeat, lease_expiry, marker_lease
 from .models import ErrorInfo, FileHistory, HistoryEntry, LineageRef, OrchestratorInfo, StepStatus
 from .mutations import Outcome, add_finished, add_running, check_transition, clear_entries, finish, renew_lease
@@ -400,8 +400,9 @@ class Lifecycle:
         status = StepStatus(status)
         if status is StepStatus.RUNNING:
             raise LoreError("record() writes finished entries; use start() or track() for a running one")
-        completed = completed_at or utc_now()
-        started = started_at or completed
+        # A caller's naive datetime is UTC (the models take only timezone-aware ones).
+        completed = as_utc(completed_at) if completed_at is not None else utc_now()
+        started = as_utc(started_at) if started_at is not None else completed
         sources = [self.derivation.source_ref(ref) for ref in derived_from]
         source_docs = self.derivation.fetch_sources(sources)
         sources = [with_default_entry(s, source_docs.get((s.bucket or self.docs.bucket, s.file_key))) for s in sources]

@@ -8,12 +8,13 @@ additions can ignore them.
 
 from __future__ import annotations
 
+import json
 import traceback
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
 from pydantic.alias_generators import to_camel
 
 from .ids import as_utc, format_timestamp, utc_now
@@ -32,11 +33,45 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
+#: Parsed by pydantic's own (compiled) datetime validator, so reading a long history costs no
+#: Python call per timestamp. A value without a timezone (written by another tool) is taken as
+#: UTC by ``parse_history`` / ``assume_utc``, the only places such a value can come in.
 Timestamp = Annotated[
-    datetime,
-    AfterValidator(as_utc),
+    AwareDatetime,
     PlainSerializer(format_timestamp, return_type=str, when_used="json"),
 ]
+
+_TIMESTAMP_KEYS = (
+    "startedAt",
+    "completedAt",
+    "leaseExpiresAt",
+    "createdAt",
+    "updatedAt",
+    "started_at",
+    "completed_at",
+    "lease_expires_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def assume_utc(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` (a parsed document or entry) with timezone-less timestamps taken as UTC, in place."""
+    for key in _TIMESTAMP_KEYS:
+        value = raw.get(key)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                continue  # left for the model to reject with a clear message
+            if parsed.tzinfo is None:
+                raw[key] = as_utc(parsed)
+        elif isinstance(value, datetime) and value.tzinfo is None:
+            raw[key] = as_utc(value)
+    for entry in raw.get("entries") or () if isinstance(raw.get("entries"), list) else ():
+        if isinstance(entry, dict):
+            assume_utc(entry)
+    return raw
 
 
 class StepStatus(StrEnum):
@@ -206,3 +241,20 @@ class FailedEntry(BaseModel):
     bucket: str
     failed_at: datetime | None = None
     abandoned: bool = False
+
+
+def parse_history(data: bytes | str) -> FileHistory:
+    """A stored document as a ``FileHistory``: validated once, in compiled code.
+
+    Only a document holding a timestamp without a timezone (another tool's) takes the slow
+    path: parsed, its timestamps taken as UTC (``assume_utc``), validated again.
+    """
+    try:
+        return FileHistory.model_validate_json(data)
+    except ValidationError as exc:
+        if not any(error["type"] == "timezone_aware" for error in exc.errors()):
+            raise
+    raw = json.loads(data)
+    if not isinstance(raw, dict):
+        raise TypeError("a history document must be a JSON object")
+    return FileHistory.model_validate(assume_utc(raw))
