@@ -13,8 +13,9 @@ Lore reaches S3 through the same Airflow connection as the tasks (``[lore] aws_c
 
 Airflow never runs in this process: each (variant, latency, round) is a fresh Python
 subprocess with its own AIRFLOW_HOME (SQLite, migrated once), as tests/airflow does. The
-subprocess calls ``dag.test()`` several times and times each call inside the process, so
-interpreter start-up, imports and DAG parsing are not measured: "cold" is the first
+subprocess calls ``dag.test()`` several times and times, inside the process, each task as
+dag.test() runs it (callbacks and listener hooks included) and each whole ``dag.test()``,
+so interpreter start-up, imports and DAG parsing are not measured: "cold" is the first
 ``dag.test()`` in the process (per-process set-up such as Lore's client and tracker
 included: a worker process that runs one task pays it), "warm" the later ones, at
 loopback and at the added latency in turn. Requests
@@ -84,7 +85,7 @@ with DAG("bench_{variant}", schedule=None, catchup=False):
 
 def child(out_path: str, dag_id: str, latencies: list[float]) -> int:
     """Run ``dag_id`` with dag.test() once per latency in ``latencies`` (set on the server before
-    each run); write each run's wall time, TI durations and request counts."""
+    each run); write each run's wall time, task times and request counts."""
     from _latency import Counts, read_counts, set_latency
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.taskinstance import TaskInstance
@@ -99,9 +100,25 @@ def child(out_path: str, dag_id: str, latencies: list[float]) -> int:
     if dag is None:
         print(f"DAG {dag_id} not found", file=sys.stderr)
         return 2
+    # Time each task as dag.test() runs it (its private per-task helper): the task with the
+    # callbacks and listener hooks around it, without dag.test()'s scheduling between tasks.
+    import airflow.sdk.definitions.dag as dag_module
+
+    task_ms: list[float] = []
+    run_task = dag_module._run_task
+
+    def timed_run_task(**kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return run_task(**kwargs)
+        finally:
+            task_ms.append((time.perf_counter() - start) * 1000)
+
+    dag_module._run_task = timed_run_task
     results = []
     for latency in latencies:
         set_latency(endpoint, latency)
+        task_ms.clear()
         before = read_counts(endpoint)
         start = time.perf_counter()
         run = dag.test()
@@ -110,13 +127,10 @@ def child(out_path: str, dag_id: str, latencies: list[float]) -> int:
         with create_session() as session:
             tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run.run_id).all()
             states = {ti.task_id: str(ti.state) for ti in tis}
-            ti_ms = [
-                (ti.end_date - ti.start_date).total_seconds() * 1000 for ti in tis if ti.start_date and ti.end_date
-            ]
-        if str(run.state) != "success" or any(s != "success" for s in states.values()):
-            print(f"{dag_id} run {run.run_id} did not succeed: {run.state} {states}", file=sys.stderr)
+        if str(run.state) != "success" or any(s != "success" for s in states.values()) or len(task_ms) != TASKS:
+            print(f"{dag_id} run {run.run_id} did not succeed: {run.state} {states} {task_ms}", file=sys.stderr)
             return 3
-        results.append({"latency": latency, "wall_ms": wall_ms, "ti_ms": ti_ms, "requests": requests})
+        results.append({"latency": latency, "wall_ms": wall_ms, "task_ms": list(task_ms), "requests": requests})
     Path(out_path).write_text(json.dumps(results))
     return 0
 
@@ -264,7 +278,7 @@ def main() -> None:
             # One subprocess per variant and round: a cold run (at loopback and at the added latency in
             # alternate rounds), then warm runs alternating the latencies. Variant order rotates.
             cold = latencies[r % 2]
-            plan = [cold] + latencies * warm_runs
+            plan = [cold] + (latencies if r % 2 == 0 else latencies[::-1]) * warm_runs
             for variant in VARIANTS[r % 3 :] + VARIANTS[: r % 3]:
                 results = airflow.run(variant, plan)
                 samples.setdefault((cold, variant, "cold"), []).append(results[0])
@@ -273,11 +287,10 @@ def main() -> None:
             print(
                 f"  round {r + 1}/{rounds}: "
                 + "; ".join(
-                    f"+{lat:g} ms "
-                    + " / ".join(f"{samples[(lat, v, 'warm')][-1]['wall_ms'] / TASKS:.0f}" for v in VARIANTS)
+                    f"+{lat:g} ms " + " / ".join(f"{task_median(samples[(lat, v, 'warm')][-1]):.0f}" for v in VARIANTS)
                     for lat in latencies
                 )
-                + " ms per task (warm, bare / callbacks / listener)",
+                + " ms per task (warm, median of the 5 tasks, bare / callbacks / listener)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -285,14 +298,16 @@ def main() -> None:
     print()
     print(report(samples, latencies))
     print()
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share the machine)")
     print(
-        f"wall: time around dag.test() inside the subprocess / {TASKS} tasks (dag.test()'s own scheduling\n"
-        "included, the same for every variant; interpreter start-up and DAG parsing not). TI: median over\n"
-        "the run's task instances of end_date - start_date (robust to one slow task; callbacks and listener\n"
-        "hooks that run after a task's end date are not in it). Both: median [min-max] over runs; added:\n"
-        f"difference of the medians vs bare (RT = one added round trip of {args.latency_ms:g} ms); ratio:\n"
-        "variant/bare within a round, median [min-max]. Requests: mean per task as the server counted them;\n"
-        "a bare task's own are 1 HEAD + 1 GET + 1 PUT (S3Hook.read_key, load_bytes); Lore's own = variant\n"
+        "task ms: each task timed around dag.test()'s per-task helper (the task with Lore's callbacks or\n"
+        f"listener hooks; not dag.test()'s scheduling between tasks), median of the run's {TASKS} tasks (one slow\n"
+        "task, which dag.test() itself produces now and then, does not count). DAG wall ms/task: time around\n"
+        f"dag.test() / {TASKS} (everything, slow tasks included). Interpreter start-up and DAG parsing are in\n"
+        "neither. Both: median [min-max] over runs; added: difference of the medians vs bare (RT = one\n"
+        f"added round trip of {args.latency_ms:g} ms); ratio: variant/bare within a round, median [min-max].\n"
+        "Requests: mean per task as the server counted them; a bare task's own are 1 HEAD + 1 GET + 1 PUT\n"
+        "(S3Hook.read_key, load_bytes); Lore's own = variant "
         "minus bare (404/412 are answers, counted again beside their request). Cold runs alternate between\n"
         "the latencies round by round. For the critical path: added per task / RT at +latency is the\n"
         "figure bench_critical_path.py refers to."
@@ -303,8 +318,8 @@ def per_task(run: dict[str, Any]) -> float:
     return float(run["wall_ms"]) / TASKS
 
 
-def ti_median(run: dict[str, Any]) -> float:
-    return float(statistics.median(run["ti_ms"])) if run["ti_ms"] else float("nan")
+def task_median(run: dict[str, Any]) -> float:
+    return float(statistics.median(run["task_ms"]))
 
 
 def report(samples: dict[tuple[float, str, str], list[dict[str, Any]]], latencies: list[float]) -> str:
@@ -322,7 +337,7 @@ def report(samples: dict[tuple[float, str, str], list[dict[str, Any]]], latencie
             for variant in VARIANTS:
                 runs = samples[(latency, variant, phase)]
                 cells = [f"{'loopback' if not latency else f'+{latency:g} ms'}: {variant}"]
-                for measure in (per_task, ti_median):
+                for measure in (task_median, per_task):
                     values = [measure(x) for x in runs]
                     cells.append(median_spread(values))
                     if variant == "bare":
@@ -346,10 +361,10 @@ def report(samples: dict[tuple[float, str, str], list[dict[str, Any]]], latencie
         )
         headers = [
             "latency: variant",
-            "wall ms/task",
+            "task ms",
             "added ms",
             "ratio",
-            "TI ms/task",
+            "DAG wall ms/task",
             "added ms",
             "ratio",
             "S3 requests per task",

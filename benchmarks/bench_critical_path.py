@@ -25,6 +25,7 @@ The local S3 server (moto) runs in its own process. Figures are printed, never a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -211,6 +212,7 @@ def main() -> None:
         )
         print("added: Lore minus dagster-aws within each round, median [min-max]; round trips: added / latency.")
     print()
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share the machine)")
     print(
         "Airflow callbacks and listener: see bench_airflow.py, column 'added ms' (= N RT) at +latency, per task\n"
         "(warm runs: per-process set-up done; cold runs: included). Not re-measured here."

@@ -122,6 +122,7 @@ class Shape:
     def __init__(self, name: str, assets: list[Any], partitions: list[str] | None) -> None:
         self.name, self.assets, self.partitions = name, assets, partitions
         self.ms: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        self.cpu_ms: dict[str, list[float]] = {v: [] for v in VARIANTS}
         self.requests: dict[str, list[dict[str, int]]] = {v: [] for v in VARIANTS}
         self.ratios: list[float] = []
 
@@ -149,9 +150,10 @@ def run_shapes(
             taken: dict[str, float] = {}
             for variant in order:
                 before = s3.counts()
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 materialize(shape.assets, resources[variant], instance, shape.partition(r))
                 taken[variant] = (time.perf_counter() - start) * 1000
+                shape.cpu_ms[variant].append((time.process_time() - cpu) * 1000)
                 shape.ms[variant].append(taken[variant])
                 shape.requests[variant].append(Counts.delta(before, s3.counts()))
             shape.ratios.append(taken[VARIANTS[1]] / taken[VARIANTS[0]])
@@ -172,12 +174,15 @@ def report(shapes: list[Shape], latency_ms: float) -> str:
                 [
                     f"{shape.name}: {variant}",
                     median_spread(shape.ms[variant]),
+                    median_spread(shape.cpu_ms[variant]),
                     requests_text(shape.requests[variant]),
                     "1.00x (baseline)" if is_base else median_spread(shape.ratios, "{:.2f}") + "x",
                     "" if is_base else f"{added:+.0f} ms" + (f" = {added / latency_ms:.1f} RT" if latency_ms else ""),
                 ]
             )
-    return table(["shape: variant", "ms per run", "S3 requests per run", "ratio vs baseline", "added"], rows)
+    return table(
+        ["shape: variant", "ms per run", "CPU ms per run", "S3 requests per run", "ratio vs baseline", "added"], rows
+    )
 
 
 def main() -> None:
@@ -216,8 +221,11 @@ def main() -> None:
     print()
     print(report(shapes, args.latency_ms))
     print()
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share the machine)")
     print(
         "ms per run: wall time of dg.materialize() (3 assets, one run), median [min-max] over rounds;\n"
+        "CPU ms: this process's CPU time during the run (Dagster and the IO manager; the S3 server runs\n"
+        "in its own process), less disturbed by other load than wall time;\n"
         "ratio: Lore/baseline within each round, median [min-max]; added: difference of the medians\n"
         f"(RT = one added round trip of {args.latency_ms:g} ms). Partitions: one run per partition key, each round\n"
         "re-materializes the next key. Requests: mean per run, as the server counted them (LIST = a GET\n"
