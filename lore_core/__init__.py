@@ -26,6 +26,7 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
+from .events import EventSink, StepEvent
 from .lifecycle import ActiveStep
 from .lineage import LineageNode, lineage_to_dot, lineage_to_json, lineage_to_mermaid, lineage_to_text
 from .models import (
@@ -52,6 +53,7 @@ __all__ = [
     "CorruptHistoryError",
     "EntryNotFoundError",
     "ErrorInfo",
+    "EventSink",
     "FailedEntry",
     "FileHistory",
     "FileStore",
@@ -69,6 +71,7 @@ __all__ = [
     "OrchestratorInfo",
     "S3Store",
     "StepContext",
+    "StepEvent",
     "StepNotRegisteredError",
     "StepResult",
     "StepStatus",

@@ -43,6 +43,7 @@ from .errors import (
     StepNotRegisteredError,
     StoreError,
 )
+from .events import EventBus, EventKind, StepEvent
 from .failure_index import FailureIndex
 from .ids import as_utc, duration_ms, new_entry_id, utc_now
 from .leases import Heartbeat, lease_expiry, marker_lease
@@ -124,7 +125,26 @@ class Lifecycle:
         self.index = FailureIndex(docs.store, docs.prefix)
         self.claims = Claims(docs.store, docs.prefix)
         self.derivation = Derivation(docs, options.max_ancestry)
+        self.events = EventBus()
         self.owner: Any = None  # the LoreTracker, handed to handlers as ctx.tracker
+
+    def publish(self, kind: EventKind, file_key: str, entry: HistoryEntry, *, recorded_finished: bool = False) -> None:
+        """Tell subscribers (``tracker.on``) what the history now says; costs nothing without any."""
+        if not self.events.active:
+            return
+        own = entry.model_copy(deep=True)
+        self.events.publish(
+            StepEvent(
+                kind=kind,
+                bucket=self.docs.bucket,
+                prefix=self.prefix,
+                file_key=file_key,
+                entry=own,
+                sources=tuple(own.derived_from or ()),
+                produces=tuple(own.produces or ()),
+                recorded_finished=recorded_finished,
+            )
+        )
 
     # ------------------------------------------------------------------ what gets written
 
@@ -268,6 +288,7 @@ class Lifecycle:
             self.index.mark_running(file_key, entry.id, entry.step, entry.marker_lease)
         doc = self.docs.update(file_key, add_running(entry, lambda: self.docs.new_history(file_key)))
         stored = doc.entry(entry.id) if doc is not None else None
+        self.publish("step.started", file_key, stored or entry)
         return stored or entry
 
     def heartbeat(self, file_key: str, entry_id: str) -> bool:
@@ -373,6 +394,7 @@ class Lifecycle:
         if entry.marker_lease is not None:
             self.index.remove_marker(file_key, entry.id, entry.step, entry.marker_lease)
         self.index.forget(file_key, out.resolved)
+        self.publish("step.succeeded" if status is StepStatus.SUCCESS else "step.failed", file_key, entry)
         return entry.model_copy(deep=True)  # the caller's own: the cached document shares this entry
 
     def record(
@@ -447,6 +469,8 @@ class Lifecycle:
             self.derivation.link_forward(source, LineageRef(file_key=file_key, entry_id=source.entry_id))
         if out.entry is None:
             raise EntryNotFoundError(f"history of {file_key!r} lost entry {entry.id!r} while it was written")
+        kind: EventKind = "step.succeeded" if status is StepStatus.SUCCESS else "step.failed"
+        self.publish(kind, file_key, out.entry, recorded_finished=True)
         return out.entry.model_copy(deep=True)
 
     def clear(self, file_key: str) -> None:

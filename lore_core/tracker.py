@@ -30,6 +30,7 @@ from . import keys
 from .config import TrackerOptions
 from .documents import Documents
 from .errors import InvalidKeyError, LoreError
+from .events import EventSink, StepEvent
 from .lifecycle import ActiveStep, ErrorLike, ErrorPolicy, Lifecycle, Orchestrator
 from .lineage import LineageNode, build_lineage
 from .models import FailedEntry, FileHistory, HistoryEntry, LineageRef, StepStatus
@@ -444,6 +445,21 @@ class LoreTracker:
         self._life.clear(file_key)
 
     # ------------------------------------------------------------------ reading
+
+    # ------------------------------------------------------------------ events
+
+    def on(self, kind: str, callback: Callable[[StepEvent], object]) -> Callable[[], None]:
+        """Call ``callback(event)`` on each lifecycle event of ``kind`` (``"*"``: all); returns an unsubscribe.
+
+        Kinds: ``step.started``, ``step.succeeded``, ``step.failed``, ``step.abandoned``. The
+        callback runs after the history says so, in the thread that wrote it; one that raises
+        is logged and never breaks the step (``lore_core.events``).
+        """
+        return self._life.events.on(kind, callback)
+
+    def add_sink(self, sink: EventSink) -> Callable[[], None]:
+        """Send every lifecycle event to ``sink.emit(event)`` (an exporter, e.g. OpenLineage)."""
+        return self._life.events.on("*", sink.emit)
 
     def get_history(
         self, file_key: str, bucket: str | None = None, *, include_archived: bool = False, fresh: bool = True
