@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import snapshot_cli  # lore snapshot / lore query
 from .errors import HistoryNotFoundError, LoreError
 from .ids import format_timestamp
 from .lineage import lineage_to_dot, lineage_to_json, lineage_to_mermaid, lineage_to_text
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     failed.add_argument("--step", help="only entries of this step")
     listing = commands.add_parser("ls", parents=[common], help="tracked files")
     listing.add_argument("--prefix", help="only files whose key starts with this")
+    snapshot_cli.add_commands(commands, common)  # lore snapshot / lore query: their own module
     return parser
 
 
@@ -94,6 +96,8 @@ def _emit(data: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "sql_handler", None) is not None:  # lore snapshot / lore query (snapshot_cli.py)
+        return int(args.sql_handler(args))
     if not args.store:
         raise _UsageError("no store given: pass --store URL or set LORE_STORE (e.g. s3://my-bucket/.lore-s3)")
     options: dict[str, Any] = {}

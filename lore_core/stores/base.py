@@ -41,6 +41,9 @@ class StoredObject:
 class ListedObject:
     key: str
     last_modified: datetime | None = None
+    #: The object's ETag as the listing gives it (S3's LIST does, at no extra cost), or a change
+    #: token that differs whenever the object does (the file store's); None when unknown.
+    etag: str | None = None
 
 
 class ConditionFailed(LoreError):

@@ -137,10 +137,13 @@ class FileStore(Store):
                 if start_after is not None and utf8_sort_key(key) <= utf8_sort_key(start_after):
                     continue
                 try:
-                    mtime = os.stat(os.path.join(dirpath, name)).st_mtime
+                    stat = os.stat(os.path.join(dirpath, name))
                 except FileNotFoundError:
                     continue
-                found.append(ListedObject(key, datetime.fromtimestamp(mtime, UTC)))
+                # A change token, not the MD5 that get() returns: a listing must not read every file.
+                # Writes replace the file (a new inode, a new mtime), so any change changes it.
+                token = f'W/"{stat.st_mtime_ns:x}-{stat.st_size:x}-{stat.st_ino:x}"'
+                found.append(ListedObject(key, datetime.fromtimestamp(stat.st_mtime, UTC), token))
         found.sort(key=lambda o: utf8_sort_key(o.key))
         yield from found
 

@@ -52,11 +52,11 @@ class MemoryStore(Store):
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[ListedObject]:
         self.stats.add("list")
         with self._lock:
-            keys = [(k, v[2]) for k, v in self._objects.items() if k.startswith(prefix)]
+            keys = [(k, v[2], v[1]) for k, v in self._objects.items() if k.startswith(prefix)]
         after = utf8_sort_key(start_after) if start_after is not None else None
-        for key, modified in sorted(keys, key=lambda kv: utf8_sort_key(kv[0])):
+        for key, modified, etag in sorted(keys, key=lambda kv: utf8_sort_key(kv[0])):
             if after is None or utf8_sort_key(key) > after:
-                yield ListedObject(key, modified)
+                yield ListedObject(key, modified, etag)
 
     def location(self, key: str) -> str:
         return f"memory://{self.bucket}/{key}"

@@ -495,7 +495,7 @@ class S3Store(Store):
             except (ClientError, BotoCoreError) as exc:
                 raise self._error(exc, "listing", prefix) from exc
             for item in page.get("Contents", []):
-                yield ListedObject(item["Key"], item.get("LastModified"))
+                yield ListedObject(item["Key"], item.get("LastModified"), item.get("ETag"))
             if not page.get("IsTruncated"):
                 return
             token = page.get("NextContinuationToken")

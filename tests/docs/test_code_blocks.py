@@ -17,6 +17,11 @@ examples cannot rot. One test per block, named ``<file>:<line>-<language>``:
   default prefix.
 - ```ini: every ``[lore]`` option is a ``LoreSettings`` field that Airflow's config is
   read for.
+- ```sql: a query (DuckDB, what `lore query` runs) runs against a snapshot of the store
+  the quick start writes and must name only the columns the snapshot has; a `CREATE TABLE`
+  for another engine (named in the paragraph before it: Athena, Trino or Spark) must
+  declare exactly the snapshot's columns, with that engine's types, partitioned by `date`
+  over the table's own directory (tests/docs/sql_blocks.py).
 - fences without a language are program output: the paragraph before them names the
   ``benchmarks/`` script that prints them, and each line's label is printed by it.
 """
@@ -46,6 +51,7 @@ from lore_core import FileHistory, LoreTracker
 from .checks import BUCKET, CHECKS
 from .conftest import run_python_block
 from .markdown import REPO, Block, all_blocks, doc_paths
+from .sql_blocks import check_sql
 
 BLOCKS = all_blocks()
 BIN = Path(sys.executable).parent
@@ -333,6 +339,15 @@ class _LoreCli:
         self.request = request
         self.populated = False
 
+    def sql_cwd(self, argv: list[str]) -> Path | None:
+        """A snapshot (``lore snapshot --to ./dir``) is written in the test's directory, not the checkout."""
+        return self.request.getfixturevalue("tmp_path") if {"snapshot", "query"} & set(argv) else None
+
+    def sql_env(self, argv: list[str]) -> dict[str, str]:
+        if not {"snapshot", "query"} & set(argv):
+            return {}
+        return {"LORE_CACHE_DIR": str(self.request.getfixturevalue("tmp_path") / "cache")}
+
     def __call__(self, args: list[str], line: str, where: str, env: dict[str, str]) -> None:
         if not self.populated:
             self.request.getfixturevalue("doc_env").run_check(CLI_STATE)
@@ -343,7 +358,12 @@ class _LoreCli:
             runs += [[*args, option, choice] for choice in choices.split("|")]
         for argv in runs:
             done = subprocess.run(
-                [str(BIN / "lore"), *argv], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+                [str(BIN / "lore"), *argv],
+                env={**os.environ, **env, **self.sql_env(argv)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=self.sql_cwd(argv),
             )
             assert done.returncode == 0, f"{where}: `lore {shlex.join(argv)}` exited {done.returncode}: {done.stderr}"
             if argv[0] != "failed":  # the quick start leaves no failure behind
@@ -501,5 +521,6 @@ CHECKERS: dict[str, Callable[[Block, pytest.FixtureRequest], None]] = {
     "bash": check_shell,
     "json": check_json,
     "ini": check_ini,
+    "sql": check_sql,
     "": check_output,
 }
