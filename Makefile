@@ -17,10 +17,15 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml
 
 venv: $(VENV)/.installed-$(EXTRAS)
 
+# Each example prints a short summary; Dagster's and Airflow's own logs go to .lore-demo/*.log
+# (the path is printed). Stops at the first example that does not end with every file succeeded.
 demo: venv
-	$(PY) example_projects/core_pipeline/demo.py
-	$(PY) example_projects/dagster_pipeline/demo.py
-	$(PY) example_projects/airflow_dags/demo.py
+	@echo "== 1/3 core pipeline (lore_core on a local directory)"
+	@$(PY) example_projects/core_pipeline/demo.py
+	@printf "\n== 2/3 Dagster project (local S3 server)\n"
+	@$(PY) example_projects/dagster_pipeline/demo.py --log .lore-demo/dagster.log
+	@printf "\n== 3/3 Airflow DAGs (local S3 server)\n"
+	@$(PY) example_projects/airflow_dags/demo.py --log .lore-demo/airflow.log
 
 demo-core: venv
 	$(PY) example_projects/core_pipeline/demo.py

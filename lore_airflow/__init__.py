@@ -16,6 +16,17 @@ With the plugin installed and ``[lore] store`` set, the listener does the same f
 every task with ``s3://`` inlets/outlets, and nothing is needed per task.
 """
 
+try:
+    import airflow  # noqa: F401  (checked first: a missing orchestrator gets one clear message)
+except ImportError as _missing:
+    if _missing.name != "airflow":
+        raise
+    raise ImportError(
+        "lore_airflow needs Airflow (and the Amazon provider), which Lore installs with its [airflow] extra: "
+        "pip install -e '.[airflow]' in a checkout of Lore, or pip install 'lore-s3[airflow] @ git+<repository URL>'"
+    ) from None
+
+
 from .callbacks import lore_callbacks
 from .config import LoreSettings
 from .hooks import LoreHook

@@ -29,6 +29,11 @@ arguments, which win over the config.
   written: reading one is recorded as a ``derivedFrom`` ref (naming its bucket) on what
   the task wrote into the store, writing one as a ``derivedTo`` ref on what it read.
 
+What ``[lore]`` leaves unset among ``store``, ``endpoint_url``, ``region``,
+``lease_seconds``, ``first_heartbeat_seconds`` and ``writable_buckets`` comes from Lore's
+own settings, as for the CLI and Dagster (``lore_core.settings``): ``LORE_*`` variables,
+``lore.toml`` / ``[tool.lore]`` in the working directory, ``~/.config/lore/lore.toml``.
+
 Example::
 
     from lore_airflow.config import LoreSettings
@@ -44,10 +49,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from lore_core import LoreConfigError
+from lore_core.settings import load_config
 
 __all__ = ["LoreSettings"]
 
 _SECTION = "lore"
+#: Settings that fall back to ``lore_core.settings`` when ``[lore]`` leaves them unset.
+_SHARED = ("store", "endpoint_url", "region", "lease_seconds", "first_heartbeat_seconds", "writable_buckets")
 #: The Amazon provider's default connection, as for every AWS hook.
 DEFAULT_AWS_CONN_ID = "aws_default"
 
@@ -119,6 +127,11 @@ class LoreSettings:
             "buckets": _as_names(_conf_get("buckets")),
             "writable_buckets": _as_names(_conf_get("writable_buckets")),
         }
+        if any(values[name] in (None, ()) for name in _SHARED):
+            shared = load_config()  # LORE_* variables, lore.toml / [tool.lore], the user's lore.toml
+            for name in _SHARED:
+                if values[name] in (None, ()) and shared.get(name) is not None:
+                    values[name] = shared.get(name)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(overrides) - names
         if unknown:

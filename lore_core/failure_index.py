@@ -140,7 +140,7 @@ class FailureIndex:
             )
             failed_at = entry.completed_at or entry.lease_expires_at or obj.last_modified
             reported.add((file_key, entry_id))
-            yield self._failed(file_key, entry_id, entry.step, failed_at, abandoned=abandoned)
+            yield self._failed(file_key, entry_id, entry.step, failed_at, abandoned=abandoned, error=entry.error)
 
     def _repair(self, key: str) -> None:
         """Remove an orphan; a reader without delete rights (a read-only role) just skips it."""
@@ -150,7 +150,14 @@ class FailureIndex:
             log.debug("lore: left orphan index object %s in place: %s", key, exc)
 
     def _failed(
-        self, file_key: str, entry_id: str, step: str, failed_at: datetime | None, *, abandoned: bool
+        self,
+        file_key: str,
+        entry_id: str,
+        step: str,
+        failed_at: datetime | None,
+        *,
+        abandoned: bool,
+        error: ErrorInfo | None = None,
     ) -> FailedEntry:
         return FailedEntry(
             file_key=file_key,
@@ -159,4 +166,5 @@ class FailureIndex:
             bucket=self.store.bucket,
             failed_at=failed_at,
             abandoned=abandoned,
+            error=error,
         )

@@ -241,6 +241,8 @@ class FailedEntry(BaseModel):
     bucket: str
     failed_at: datetime | None = None
     abandoned: bool = False
+    #: The entry's error, when the entry was read to check it (``list_failed(verify=True)``).
+    error: ErrorInfo | None = None
 
 
 def parse_history(data: bytes | str) -> FileHistory:

@@ -35,6 +35,7 @@ from .lifecycle import ActiveStep, ErrorLike, ErrorPolicy, Lifecycle, Orchestrat
 from .lineage import LineageNode, build_lineage
 from .models import FailedEntry, FileHistory, HistoryEntry, LineageRef, StepStatus
 from .redaction import Masker, Redactor
+from .settings import load_config
 from .steps import Handler, HandlerRegistry, StepContext, StepResult, register_step
 from .stores import S3Store, Store, open_store
 
@@ -131,6 +132,22 @@ class LoreTracker:
             store_options.update(s3_client=s3_client, endpoint_url=endpoint_url, region=region)
         store, prefix = open_store(url, **store_options)
         return cls(prefix=prefix, store=store, **options)
+
+    @classmethod
+    def from_config(cls, s3_client: Any = None, **arguments: Any) -> LoreTracker:
+        """A tracker for the store the settings name (``lore_core.settings``): ``arguments``
+        (``store=``, ``endpoint_url=``, ``region=``, ``profile=``, any tracker option), then
+        ``LORE_*`` variables, ``lore.toml`` / ``[tool.lore]``, then ``~/.config/lore/lore.toml``.
+
+        ``profile`` picks a profile of the AWS config files for the client Lore builds (a
+        client passed as ``s3_client`` is used as it is). Unknown keys and bad values raise
+        ``LoreConfigError`` naming where they were set.
+        """
+        config = load_config(arguments)
+        url = config.require_store()
+        if url.startswith("s3://") and s3_client is None:
+            s3_client = config.s3_client()
+        return cls.from_url(url, s3_client=s3_client, **config.tracker_options())
 
     def __repr__(self) -> str:
         return f"LoreTracker({self.store.location(self.prefix)!r})"

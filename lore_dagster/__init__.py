@@ -21,6 +21,17 @@ Example::
     )
 """
 
+try:
+    import dagster  # noqa: F401  (checked first: a missing orchestrator gets one clear message)
+except ImportError as _missing:
+    if _missing.name != "dagster":
+        raise
+    raise ImportError(
+        "lore_dagster needs Dagster, which Lore installs with its [dagster] extra: "
+        "pip install -e '.[dagster]' in a checkout of Lore, or pip install 'lore-s3[dagster] @ git+<repository URL>'"
+    ) from None
+
+
 from .io_manager import LoreS3IOManager as LoreS3IOManager
 from .metadata import lineage_markdown as lineage_markdown
 from .metadata import lore_lineage_metadata as lore_lineage_metadata

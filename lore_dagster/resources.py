@@ -38,6 +38,7 @@ from pydantic import Field, PrivateAttr
 from lore_core import ErrorInfo, LineageRef, LoreTracker, OrchestratorInfo, StepContext, StepStatus
 from lore_core.ids import stable_entry_id
 from lore_core.integration import error_policy, is_s3_url, orchestrator_info, tracked, tracking_errors
+from lore_core.settings import LoreConfig, load_config
 
 __all__ = [
     "TAG_ENTRY_ID",
@@ -147,17 +148,23 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         history = lore.get_tracker().get_history("raw/a.csv")
     """
 
-    store: str = Field(
+    store: str | None = Field(
+        default=None,
         description=(
             "Where histories live: 's3://bucket/prefix' (prefix defaults to '.lore-s3'), "
-            "'file:///path' or 'memory://name'."
-        )
+            "'file:///path' or 'memory://name'. None: Lore's settings (LORE_STORE, lore.toml, "
+            "[tool.lore] in pyproject.toml, ~/.config/lore/lore.toml), as for the CLI."
+        ),
     )
     endpoint_url: str | None = Field(
         default=None,
         description="S3 endpoint for MinIO, R2 or a local S3 server; None for AWS.",
     )
     region: str | None = Field(default=None, description="AWS region of the bucket; None uses the boto3 default.")
+    profile: str | None = Field(
+        default=None,
+        description="AWS profile (boto3 session profile) for the client Lore builds; None: Lore's settings.",
+    )
     aws_access_key_id: str | None = Field(
         default=None, description="Access key id; None uses the boto3 credential chain. Use dg.EnvVar."
     )
@@ -216,6 +223,7 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             self.store,
             self.endpoint_url,
             self.region,
+            self.profile,
             self.aws_access_key_id,
             self.aws_secret_access_key,
             self.aws_session_token,
@@ -223,6 +231,8 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             self.lease_seconds,
             self.first_heartbeat_seconds,
             tuple(self.writable_buckets or ()),
+            # What Lore's settings add for the unset fields (LORE_STORE, lore.toml, ...).
+            tuple(sorted((name, repr(value)) for name, value in self.settings().describe().items())),
         )
 
     def get_s3_client(self) -> Any:
@@ -232,21 +242,37 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
                 self._client = _per_process(self._process_key("client"), self._build_client)
             return self._client
 
+    def settings(self) -> LoreConfig:
+        """The settings in force: this resource's fields, then what Lore's settings (``LORE_*``
+        variables, ``lore.toml`` / ``[tool.lore]``, the user's ``lore.toml``) add for the unset ones."""
+        fields = {
+            "store": self.store,
+            "endpoint_url": self.endpoint_url,
+            "region": self.region,
+            "profile": self.profile,
+            "lease_seconds": self.lease_seconds,
+            "first_heartbeat_seconds": self.first_heartbeat_seconds,
+            "writable_buckets": list(self.writable_buckets) or None,
+        }
+        return load_config(fields, argument_source="LoreResource")
+
     def _build_client(self) -> Any:
         if self.s3 is not None:
             return self.s3.get_client()
         import boto3
         from botocore.config import Config
 
+        config = self.settings()
+
         kwargs: dict[str, Any] = {}
         if self.aws_access_key_id:
             kwargs["aws_access_key_id"] = self.aws_access_key_id
             kwargs["aws_secret_access_key"] = self.aws_secret_access_key
             kwargs["aws_session_token"] = self.aws_session_token
-        return boto3.client(
+        return boto3.session.Session(profile_name=config.profile).client(
             "s3",
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
+            endpoint_url=config.endpoint_url,
+            region_name=config.region,
             # Standard mode retries throttling and 5xx with backoff; Lore handles 409/412 itself.
             config=Config(retries={"mode": "standard"}),
             **kwargs,
@@ -263,19 +289,13 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return self._tracker
 
     def _build_tracker(self) -> LoreTracker:
-        client = self.get_s3_client() if is_s3_url(self.store) else None
-        options: dict[str, Any] = {
-            name: value
-            for name, value in (
-                ("lease_seconds", self.lease_seconds),
-                ("first_heartbeat_seconds", self.first_heartbeat_seconds),
-            )
-            if value is not None
-        }
-        if self.writable_buckets:
-            options["writable_buckets"] = tuple(self.writable_buckets)
+        config = self.settings()
+        store = config.require_store()
+        client = self.get_s3_client() if is_s3_url(store) else None
+        # lease_seconds, first_heartbeat_seconds, writable_buckets and any other tracker option set.
+        options: dict[str, Any] = config.tracker_options()
         return LoreTracker.from_url(
-            self.store, s3_client=client, endpoint_url=self.endpoint_url, region=self.region, **options
+            store, s3_client=client, endpoint_url=config.endpoint_url, region=config.region, **options
         )
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

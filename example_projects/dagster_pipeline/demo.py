@@ -1,6 +1,9 @@
 """Run the whole per-file pipeline against a local S3 server, fail one file, repair it, replay it.
 
-    python example_projects/dagster_pipeline/demo.py
+    python example_projects/dagster_pipeline/demo.py [--log FILE]
+
+Dagster's own log lines go to ``--log`` (default ``.lore-demo/dagster.log``); the terminal
+gets a short summary.
 
 1. starts ``lore_core.testing.LocalS3Server`` (moto, on 127.0.0.1; no cloud account) and
    uploads three sales CSVs, one of them malformed;
@@ -14,6 +17,7 @@
 ``ui.py`` runs the same steps, then starts ``dagster-webserver`` on them.
 """
 
+import argparse
 import os
 import sys
 import tempfile
@@ -21,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]  # run from anywhere, without installing
@@ -51,6 +55,40 @@ UPLOADS = {
 REPAIRED = {"raw/2026-11-03.csv": "date,region,amount\n2026-11-03,south,10.00\n2026-11-03,west,64.25\n"}
 
 
+# The orchestrator's own log lines (Python logging, structlog, child processes: whatever writes
+# to file descriptors 1 and 2) go to a log file while it runs; the demo's summary, printed with
+# say(), still reaches the terminal.
+_terminal: TextIO = sys.stdout
+
+
+def say(*parts: object) -> None:
+    print(*parts, file=_terminal, flush=True)
+
+
+@contextmanager
+def logs_to(path: Path) -> Iterator[None]:
+    global _terminal
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    _terminal = os.fdopen(os.dup(saved[0]), "w", encoding="utf-8")
+    with open(path, "wb") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        _terminal.close()
+        _terminal = sys.stdout
+
+
 @contextmanager
 def local_s3() -> Iterator[LocalS3Server]:
     with LocalS3Server() as server:
@@ -76,7 +114,7 @@ def _sensor(defs: dg.Definitions, name: str, instance: dg.DagsterInstance) -> An
 def _run_requests(defs: dg.Definitions, result: Any, instance: dg.DagsterInstance) -> list[bool]:
     """Apply a sensor result as the daemon would: add partitions, then launch each requested run."""
     if isinstance(result, dg.SkipReason):
-        print(f"  sensor skipped: {result.skip_message}")
+        say(f"  sensor skipped: {result.skip_message}")
         return []
     for request in result.dynamic_partitions_requests:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
@@ -89,7 +127,7 @@ def _run_requests(defs: dg.Definitions, result: Any, instance: dg.DagsterInstanc
             instance=instance,
             raise_on_error=False,
         )
-        print(f"  run {run.run_id[:8]} for {request.partition_key}: {'success' if run.success else 'FAILED'}")
+        say(f"  run {run.run_id[:8]} for {request.partition_key}: {'success' if run.success else 'FAILED'}")
         outcomes.append(run.success)
     return outcomes
 
@@ -99,33 +137,33 @@ def run_pipeline(instance: dg.DagsterInstance, server: LocalS3Server) -> LoreTra
     module = load_definitions()
     defs: dg.Definitions = module.defs
 
-    print("1. new uploads become partitions; one run per file")
+    say("1. new uploads become partitions; one run per file")
     first = _run_requests(defs, _sensor(defs, "lore_files_files", instance), instance)
-    print(f"   {first.count(True)} succeeded, {first.count(False)} failed")
+    say(f"   {first.count(True)} succeeded, {first.count(False)} failed")
 
     tracker = LoreTracker.from_url(f"s3://{BUCKET}/.lore-s3", endpoint_url=server.endpoint_url, region="us-east-1")
     for failed in tracker.list_failed():
         entry = tracker.get_history(failed.file_key).entry(failed.entry_id)  # type: ignore[union-attr]
-        print(f"   failed: {failed.step} on {failed.file_key}: {entry.error.message if entry and entry.error else '?'}")
+        say(f"   failed: {failed.step} on {failed.file_key}: {entry.error.message if entry and entry.error else '?'}")
 
-    print("2. an operator repairs the bad upload; the replay sensor re-runs the failed file")
+    say("2. an operator repairs the bad upload; the replay sensor re-runs the failed file")
     client = server.client()
     for key, body in REPAIRED.items():
         client.put_object(Bucket=BUCKET, Key=key, Body=body.encode())
     _run_requests(defs, _sensor(defs, "lore_replay_per_file", instance), instance)
     again = _sensor(defs, "lore_replay_per_file", instance)
-    print(f"   replay sensor now: {again.skip_message if isinstance(again, dg.SkipReason) else again}")
+    say(f"   replay sensor now: {again.skip_message if isinstance(again, dg.SkipReason) else again}")
 
-    print("3. the summary over every file")
+    say("3. the summary over every file")
     summary = defs.resolve_job_def("summary_job").execute_in_process(instance=instance, raise_on_error=False)
-    print(f"   summary: {'success' if summary.success else 'FAILED'}")
+    say(f"   summary: {'success' if summary.success else 'FAILED'}")
     return tracker
 
 
 def report(tracker: LoreTracker) -> bool:
     """Print each file's history and lineage; True when every file ended succeeded."""
     all_ok = True
-    print("\nHistories")
+    say("\nHistories")
     for key in sorted(tracker.list_tracked_files()):
         history = tracker.get_history(key)
         if history is None:
@@ -134,26 +172,30 @@ def report(tracker: LoreTracker) -> bool:
             f"{e.step}:{e.status.value}" + (f" (replay of {e.replay_of[-6:]})" if e.replay_of else "")
             for e in history.entries
         )
-        print(f"  {key}: {steps or 'source file (no steps)'}")
+        say(f"  {key}: {steps or 'source file (no steps)'}")
         latest = history.latest()
         if latest is not None and latest.status is not StepStatus.SUCCESS:
             all_ok = False
-    print("\nLineage of the summary")
+    say("\nLineage of the summary")
     lineage = tracker.get_lineage("assets/summary")
-    print(lineage_to_text(lineage) if lineage is not None else "  (none)")
+    say(lineage_to_text(lineage) if lineage is not None else "  (none)")
     left = list(tracker.list_failed())
     if left:
-        print(f"\nUnresolved failures: {[(f.step, f.file_key) for f in left]}")
+        say(f"\nUnresolved failures: {[(f.step, f.file_key) for f in left]}")
     return all_ok and not left and lineage is not None
 
 
 def main() -> int:
-    with local_s3() as server, tempfile.TemporaryDirectory() as home:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--log", type=Path, default=Path(".lore-demo/dagster.log"), help="Dagster's full log")
+    log = parser.parse_args().log.resolve()
+    say(f"Dagster example (full Dagster log: {log})")
+    with logs_to(log), local_s3() as server, tempfile.TemporaryDirectory() as home:
         (Path(home) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         with dg.DagsterInstance.from_config(home) as instance:
             tracker = run_pipeline(instance, server)
             ok = report(tracker)
-    print("\nAll files ended succeeded." if ok else "\nSome files did not end succeeded.")
+    say("\nAll files ended succeeded." if ok else f"\nSome files did not end succeeded (see {log}).")
     return 0 if ok else 1
 
 

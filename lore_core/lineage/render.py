@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..models import HistoryEntry
 from .graph import LineageNode
 
 __all__ = ["lineage_to_dot", "lineage_to_json", "lineage_to_mermaid", "lineage_to_text"]
@@ -23,14 +24,26 @@ def _name(node: LineageNode, root_bucket: str) -> str:
     return node.file_key if node.bucket == root_bucket else f"s3://{node.bucket}/{node.file_key}"
 
 
+def _shown_entry(node: LineageNode) -> HistoryEntry | None:
+    """The entry a node is labelled with: the one its child's link names (the source's latest
+    step may be another, later one), else the file's latest."""
+    if node.history is None:
+        return None
+    if node.via is not None and node.via.entry_id:
+        used = node.history.entry(node.via.entry_id)
+        if used is not None:
+            return used
+    return node.history.latest()
+
+
 def _label(node: LineageNode, root_bucket: str) -> str:
     name = _name(node, root_bucket)
     if node.error:
         return f"{name} [unreadable: {node.error}]"
     if node.history is None:
         return f"{name} [no history]"
-    latest = node.history.latest()
-    status = f"{latest.step}: {latest.status.value}" if latest else "no entries"
+    shown = _shown_entry(node)
+    status = f"{shown.step}: {shown.status.value}" if shown else "no entries"
     return f"{name} [{status}]"
 
 
@@ -111,10 +124,13 @@ def lineage_to_json(node: LineageNode) -> dict[str, Any]:
 
     def head(n: LineageNode) -> dict[str, Any]:
         latest = n.history.latest() if n.history else None
+        used = _shown_entry(n) if n.via is not None else None
         out: dict[str, Any] = {
             "fileKey": n.file_key,
             "bucket": n.bucket,
             "viaEntryId": n.via.entry_id if n.via else None,
+            "viaStep": used.step if used else None,
+            "viaStatus": used.status.value if used else None,
             "latestStep": latest.step if latest else None,
             "latestStatus": latest.status.value if latest else None,
             "entries": len(n.history.entries) if n.history else 0,

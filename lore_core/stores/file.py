@@ -40,10 +40,18 @@ class FileStore(Store):
         super().__init__()
         self.root = Path(root).expanduser().resolve()
         self.bucket = bucket or self.root.name or "local"
-        try:
-            (self.root / _LOCK_DIR).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot use {self.root} as a Lore store: {exc}") from exc
+        # Made by the first write, not here: reading (the CLI, a lineage page) creates nothing.
+        self._lock_dir_ready = False
+
+    def _lock_dir(self) -> Path:
+        lock_dir = self.root / _LOCK_DIR
+        if not self._lock_dir_ready:
+            try:
+                lock_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot use {self.root} as a Lore store: {exc}") from exc
+            self._lock_dir_ready = True
+        return lock_dir
 
     def _path(self, key: str) -> Path:
         parts = key.split("/")
@@ -61,7 +69,7 @@ class FileStore(Store):
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
         stripe = zlib.crc32(key.encode("utf-8")) % _LOCK_STRIPES
-        with open(self.root / _LOCK_DIR / f"{stripe:02d}.lock", "a+b") as handle:
+        with open(self._lock_dir() / f"{stripe:02d}.lock", "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield
@@ -115,6 +123,8 @@ class FileStore(Store):
     def delete(self, key: str) -> None:
         self.stats.add("delete")
         path = self._path(key)
+        if not path.exists():
+            return  # nothing to remove: take no lock, create nothing (a read-only caller's repair)
         with self._locked(key), contextlib.suppress(FileNotFoundError):
             path.unlink()
 

@@ -79,6 +79,7 @@ def make_s3_client(
     request_checksum_calculation: str | None = None,
     response_checksum_validation: str | None = None,
     verify: bool | str | None = None,
+    profile: str | None = None,
 ) -> Any:
     """A boto3 S3 client with Lore's defaults: standard retries, bounded timeouts, room for
     parallel reads, and checksums only where an operation requires them.
@@ -90,12 +91,13 @@ def make_s3_client(
     checksum, which several S3-compatible servers (Ceph RGW 16, older MinIO) refuse. S3
     verifies every upload's Content-MD5/SigV4 payload hash either way. ``verify`` is
     boto3's: False, or the path of a CA bundle for an endpoint with a private certificate.
+    ``profile`` names a profile of the AWS config files (boto3's ``Session(profile_name=...)``).
     """
     import boto3
     import botocore.session
     from botocore.config import Config
 
-    core = botocore.session.get_session()
+    core = botocore.session.Session(profile=profile) if profile else botocore.session.get_session()
     checksums: dict[str, str] = {}
     for option, given in (
         ("request_checksum_calculation", request_checksum_calculation),
@@ -170,9 +172,12 @@ class S3Store(Store):
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
         outage_timeout: float = 60.0,
+        retry_refused_connections: bool = True,
     ) -> None:
         super().__init__()
         self.outage_timeout = outage_timeout
+        # False for one-shot commands (the CLI): a refused connection means a wrong endpoint, not an outage.
+        self.retry_refused_connections = retry_refused_connections
         if not bucket or "/" in bucket:
             raise StoreError(f"invalid bucket name {bucket!r}")
         self.bucket = bucket
@@ -190,6 +195,7 @@ class S3Store(Store):
             "sse": sse,
             "sse_kms_key_id": sse_kms_key_id,
             "outage_timeout": outage_timeout,
+            "retry_refused_connections": retry_refused_connections,
         }
 
     def for_bucket(self, bucket: str) -> Store:
@@ -200,12 +206,17 @@ class S3Store(Store):
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
+    def _endpoint(self) -> str:
+        return str(getattr(self.client.meta, "endpoint_url", "") or "the default endpoint")
+
     def _error(self, exc: Exception, action: str, key: str) -> Exception:
-        from botocore.exceptions import ClientError, NoCredentialsError
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
         where = self.location(key)
         if isinstance(exc, NoCredentialsError):
             return AccessDeniedError(f"no AWS credentials found while {action} {where}")
+        if isinstance(exc, EndpointConnectionError):
+            return StoreError(f"cannot connect to the S3 endpoint {self._endpoint()} while {action} {where}: {exc}")
         if not isinstance(exc, ClientError):
             return StoreError(f"S3 request failed while {action} {where}: {exc}")
         error = exc.response.get("Error", {})
@@ -295,6 +306,8 @@ class S3Store(Store):
             ResponseStreamingError,
         )
 
+        if type(exc) is EndpointConnectionError and not self.retry_refused_connections:
+            return False  # refused (a timeout is a subclass, and stays transient)
         if isinstance(exc, ClientError):
             if self._configuration_problem(exc) is not None:
                 return False
@@ -320,6 +333,7 @@ class S3Store(Store):
 
         started = time.monotonic()
         attempt = 0
+        next_report = 0.0
         while True:
             try:
                 return request()
@@ -339,6 +353,18 @@ class S3Store(Store):
                         f"S3 kept failing for {waited:.0f} s while {action} {self.location(key)} "
                         f"({attempt} tries; last error: {exc}){hint}"
                     ) from exc
+                if attempt == 1 or waited >= next_report:
+                    # Said on stderr by the CLI: a wait of up to outage_timeout must not look like a hang.
+                    log.warning(
+                        "S3 at %s failed while %s %s (%s); retrying for up to %.0f s more (outage_timeout %.0f s)",
+                        self._endpoint(),
+                        action,
+                        self.location(key),
+                        exc,
+                        self.outage_timeout - waited,
+                        self.outage_timeout,
+                    )
+                    next_report = waited + 10.0
                 delay = min(2.0, 0.05 * 2**attempt, max(0.0, self.outage_timeout - waited))
                 time.sleep(random.uniform(delay / 2, delay))
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from .conftest import EXAMPLE_DAGS, REPO
 
 
-def test_demo_fails_one_upload_then_replays_it_and_exits_zero() -> None:
+def test_demo_fails_one_upload_then_replays_it_and_exits_zero(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PYTHONPATH"] = str(REPO)
+    log = tmp_path / "airflow.log"
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLE_DAGS / "demo.py")],
+        [sys.executable, str(EXAMPLE_DAGS / "demo.py"), "--log", str(log)],
         env=env,
         capture_output=True,
         text=True,
@@ -26,6 +28,9 @@ def test_demo_fails_one_upload_then_replays_it_and_exits_zero() -> None:
     assert "failed: raw/orders-003.csv (lore_orders.process.validate)" in out
     assert "lore_orders_fix: success" in out
     assert "OK: every file ended succeeded" in out
+    # A short summary on the terminal (issue 12); Airflow's own log lines in the file it names.
+    assert len(out.splitlines()) < 40 and "Traceback" not in out + proc.stderr, out
+    assert f"full Airflow log: {log}" in out and "unknown currency 'CHF'" in log.read_text()
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and "entries=" in line}
     # The bad upload: its failure, then the successful replay.
     assert "success" in lines["raw/orders-003.csv"] and "entries=2" in lines["raw/orders-003.csv"]

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +20,9 @@ def lore(*args: str, store: str | None, endpoint: str | None = None) -> subproce
         env["LORE_STORE"] = store
     if endpoint is not None:
         env["LORE_ENDPOINT_URL"] = endpoint
+    # The installed entry point, as a user runs it.
     return subprocess.run(
-        [sys.executable, "-m", "lore_core.cli", *args], capture_output=True, text=True, env=env, timeout=60
+        [str(Path(sys.executable).parent / "lore"), *args], capture_output=True, text=True, env=env, timeout=60
     )
 
 
@@ -58,11 +60,15 @@ def test_lineage_formats(populated: str, s3_endpoint: str) -> None:
 def test_descendants_failed_ls(populated: str, s3_endpoint: str) -> None:
     assert lore("descendants", "raw/a.csv", store=populated, endpoint=s3_endpoint).stdout.split() == ["clean/a.parquet"]
     failed = json.loads(lore("failed", "--json", store=populated, endpoint=s3_endpoint).stdout)
-    assert [(f["file_key"], f["step"]) for f in failed] == [("raw/b.csv", "validate")]
+    assert [(f["fileKey"], f["step"]) for f in failed] == [("raw/b.csv", "validate")]
+    assert failed[0]["error"]["name"] == "ZeroDivisionError"
     assert lore("failed", "--step", "other", store=populated, endpoint=s3_endpoint).stdout == ""
     listing = lore("ls", "--prefix", "raw/", "--json", store=populated, endpoint=s3_endpoint)
-    assert json.loads(listing.stdout) == ["raw/a.csv", "raw/b.csv"]
-    assert lore("ls", store=populated, endpoint=s3_endpoint).stdout.split() == [
+    assert [(r["fileKey"], r["latestStatus"]) for r in json.loads(listing.stdout)] == [
+        ("raw/a.csv", "success"),
+        ("raw/b.csv", "failed"),
+    ]
+    assert lore("ls", "--no-status", store=populated, endpoint=s3_endpoint).stdout.split() == [
         "clean/a.parquet",
         "png/a.png",
         "raw/a.csv",
@@ -86,7 +92,7 @@ def test_user_mistakes_print_one_line_and_exit_non_zero(
     _one_line_error(lore("history", "nope.csv", store=populated, endpoint=s3_endpoint), 1, "nope.csv")
     _one_line_error(lore("history", "a/../b", store=populated, endpoint=s3_endpoint), 1, "'..'")
     _one_line_error(lore("ls", store="s3://missing-bucket-x", endpoint=s3_endpoint), 1, "missing-bucket-x")
-    _one_line_error(lore("ls", store="ftp://what"), 1, "ftp://what")
+    _one_line_error(lore("ls", store="ftp://what"), 2, "ftp://what")  # a configuration mistake
     s3_client.put_object(Bucket=bucket, Key=".lore-s3/bad.json", Body=b"{oops")
     _one_line_error(lore("history", "bad", store=populated, endpoint=s3_endpoint), 1, "bad.json", "corrupt")
     usage = lore("lineage", "k", "--format", "svg", store=populated)
@@ -96,5 +102,5 @@ def test_user_mistakes_print_one_line_and_exit_non_zero(
 def test_file_store_url(tmp_path: Any) -> None:
     url = (tmp_path / "bucket").as_uri()
     LoreTracker.from_url(url).run("local/file.txt", step="s", handler=lambda ctx: None)
-    assert lore("ls", store=url).stdout.split() == ["local/file.txt"]
+    assert lore("ls", "--no-status", store=url).stdout.split() == ["local/file.txt"]
     assert (tmp_path / "bucket" / ".lore-s3" / "local" / "file.txt.json").is_file()

@@ -16,10 +16,14 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_demo_fails_one_file_replays_it_and_ends_all_succeeded() -> None:
-    done = _run(str(EXAMPLE / "demo.py"))
+def test_demo_fails_one_file_replays_it_and_ends_all_succeeded(tmp_path: Path) -> None:
+    log = tmp_path / "dagster.log"
+    done = _run(str(EXAMPLE / "demo.py"), "--log", str(log))
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
+    # A short summary on the terminal (issue 12); Dagster's own debug log in the file it names.
+    assert len(out.splitlines()) < 60 and "RUN_START" not in out + done.stderr, out
+    assert f"full Dagster log: {log}" in out and "RUN_START" in log.read_text()
     assert "2 succeeded, 1 failed" in out
     # The failure lands on the file being processed, and that file's history tells the whole story.
     assert "failed: validated on raw/2026-11-03.csv: raw/2026-11-03.csv: line 3 has 2 fields" in out

@@ -193,6 +193,34 @@ def tracker_api(env: DocEnv, run: RunBlock) -> None:
 # --------------------------------------------------------------------------- docs/dagster.md
 
 
+@check("from-config")
+def from_config(env: DocEnv, run: RunBlock) -> None:
+    """``from_config()`` finds the store in a ``lore.toml`` of the working directory (the
+    README's own example file), and arguments win over it."""
+    import os
+
+    from lore_core.settings import ENVIRONMENT
+
+    project = env.tmp_path / "project"
+    project.mkdir()
+    (project / "lore.toml").write_text('store = "s3://my-bucket/.lore-s3"\nmax_entries = 200\n')
+    env.setenv("XDG_CONFIG_HOME", str(env.tmp_path / "xdg"))
+    for variable in ENVIRONMENT:
+        env.setenv(variable, "")  # an empty variable is unset
+    here = os.getcwd()
+    os.chdir(project)
+    try:
+        ns = run()
+        configured = LoreTracker.from_config()
+    finally:
+        os.chdir(here)
+    assert configured.store.location(configured.prefix) == "s3://my-bucket/.lore-s3"
+    assert configured.options.max_entries == 200
+    assert configured.get_history("nothing") is None  # it reaches the bucket
+    tracker = ns["tracker"]
+    assert tracker.store.location(tracker.prefix) == "memory://demo/.lore-s3" and tracker.options.max_entries == 50
+
+
 @check("dagster-definitions")
 def dagster_definitions(env: DocEnv, run: RunBlock) -> None:
     """The complete Definitions, end to end: the file-partitions sensor finds the uploads,

@@ -17,11 +17,16 @@ examples cannot rot. One test per block, named ``<file>:<line>-<language>``:
   default prefix.
 - ```ini: every ``[lore]`` option is a ``LoreSettings`` field that Airflow's config is
   read for.
+- ```toml: a ``lore.toml`` (or a ``pyproject.toml`` with ``[tool.lore]``, as its first
+  comment line says) that ``lore_core.settings`` reads without an error: every key known,
+  every value valid.
 - ```sql: a query (DuckDB, what `lore query` runs) runs against a snapshot of the store
   the quick start writes and must name only the columns the snapshot has; a `CREATE TABLE`
   for another engine (named in the paragraph before it: Athena, Trino or Spark) must
   declare exactly the snapshot's columns, with that engine's types, partitioned by `date`
   over the table's own directory (tests/docs/sql_blocks.py).
+- ```yaml: an ``openlineage.yml`` that openlineage-python's client accepts, building the
+  transport it names.
 - fences without a language are program output: the paragraph before them names the
   ``benchmarks/`` script that prints them, and each line's label is printed by it.
 """
@@ -250,6 +255,10 @@ def _lore_settings() -> set[str]:
 
 
 def _read_somewhere(name: str) -> bool:
+    from lore_core.settings import ENVIRONMENT
+
+    if name in ENVIRONMENT:  # LORE_<KEY> for every settings key (lore_core.settings)
+        return True
     sources = [*LORE_SOURCES, REPO / "tests" / "conftest.py"]
     return any(f'"{name}"' in path.read_text(encoding="utf-8") for path in sources)
 
@@ -497,6 +506,28 @@ def check_ini(block: Block, request: pytest.FixtureRequest) -> None:
             LoreTracker.from_url(value)
 
 
+# --------------------------------------------------------------------------- toml
+
+
+def check_toml(block: Block, request: pytest.FixtureRequest) -> None:
+    from lore_core.settings import load_config
+
+    data = tomllib.loads(block.text)
+    first = block.text.lstrip().splitlines()[0]
+    name = first.lstrip("# ").strip()
+    assert name in ("lore.toml", "pyproject.toml"), (
+        f"{block.where}: a TOML block starts with '# lore.toml' or '# pyproject.toml'"
+    )
+    if name == "pyproject.toml":
+        assert "lore" in data.get("tool", {}), f"{block.where}: a pyproject.toml block shows [tool.lore]"
+    project = request.getfixturevalue("tmp_path") / "toml-block"
+    project.mkdir()
+    (project / name).write_text(block.text, encoding="utf-8")
+    config = load_config(environ={}, cwd=project, user_config=None)  # raises LoreConfigError naming a bad key
+    assert config.files and config.store, f"{block.where}: the block sets no store"
+    LoreTracker.from_url(config.store) if not config.store.startswith("s3://") else None
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -515,12 +546,32 @@ def check_output(block: Block, request: pytest.FixtureRequest) -> None:
             )
 
 
+# --------------------------------------------------------------------------- yaml
+
+
+def check_yaml(block: Block, request: pytest.FixtureRequest) -> None:
+    """An ``openlineage.yml``: the client builds the transport it names (nothing is sent)."""
+    import yaml
+    from openlineage.client import OpenLineageClient
+
+    data = yaml.safe_load(block.text)
+    assert isinstance(data, dict) and isinstance(data.get("transport"), dict), (
+        f"{block.where}: only openlineage.yml files (a transport) are shown in YAML"
+    )
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.delenv("OPENLINEAGE_DISABLED", raising=False)
+    client = OpenLineageClient(config=data)
+    assert client.transport.kind == data["transport"]["type"], f"{block.where}: {client.transport.kind}"
+
+
 CHECKERS: dict[str, Callable[[Block, pytest.FixtureRequest], None]] = {
     "python": check_python,
     "sh": check_shell,
     "bash": check_shell,
     "json": check_json,
     "ini": check_ini,
+    "yaml": check_yaml,
+    "toml": check_toml,
     "sql": check_sql,
     "": check_output,
 }
