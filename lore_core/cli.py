@@ -159,7 +159,7 @@ class Session:
         return tracker.store.location(tracker.prefix)
 
     def progress(self, items: Iterable[_T], what: str) -> Iterator[_T]:
-        """``items``, with a count drawn on the terminal (``rich``) while they come; quiet when piped."""
+        """``items``, with a count drawn on the terminal while they come (``lore-s3[cli]``, i.e. ``rich``); quiet when piped."""
         return _progress(items, what)
 
 
@@ -191,8 +191,12 @@ def _progress(items: Iterable[_T], what: str) -> Iterator[_T]:
     if not (sys.stdout.isatty() and sys.stderr.isatty()):
         yield from items
         return
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    try:  # the [cli] extra; the core itself depends on nothing it does not need
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    except ImportError:
+        yield from items
+        return
 
     columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed:,}"), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
