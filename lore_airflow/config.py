@@ -24,6 +24,12 @@ arguments, which win over the config.
 - ``ui_default_prefix``: prefix of the failed-entries list on the lineage page.
 - ``buckets``: comma-separated buckets whose histories the lineage page may read
   (default: the store's bucket only); ``?file=s3://other/...`` is refused with 403.
+- ``openlineage``: ``True`` sends each entry's life as OpenLineage run events (extra
+  ``lore-s3[openlineage]``; ``lore_core.openlineage``) through openlineage-python's client,
+  configured the standard way (``openlineage.yml``, ``OPENLINEAGE_CONFIG``,
+  ``OPENLINEAGE_URL``); each run's ``parent`` facet names the task instance's run as
+  Airflow's OpenLineage provider emits it (default ``False``).
+- ``openlineage_namespace``: the namespace of those runs' jobs (default ``lore``).
 - ``writable_buckets``: comma-separated buckets, besides the store's, in which Lore may
   write histories (default: none). A task's files in any other bucket are never
   written: reading one is recorded as a ``derivedFrom`` ref (naming its bucket) on what
@@ -109,6 +115,8 @@ class LoreSettings:
     first_heartbeat_seconds: float | None = None
     buckets: tuple[str, ...] = ()
     writable_buckets: tuple[str, ...] = ()
+    openlineage: bool = False
+    openlineage_namespace: str | None = None
 
     @classmethod
     def from_airflow(cls, **overrides: Any) -> LoreSettings:
@@ -126,6 +134,8 @@ class LoreSettings:
             "first_heartbeat_seconds": _as_seconds("first_heartbeat_seconds", _conf_get("first_heartbeat_seconds")),
             "buckets": _as_names(_conf_get("buckets")),
             "writable_buckets": _as_names(_conf_get("writable_buckets")),
+            "openlineage": _as_bool(_conf_get("openlineage"), False),
+            "openlineage_namespace": _conf_get("openlineage_namespace"),
         }
         if any(values[name] in (None, ()) for name in _SHARED):
             shared = load_config()  # LORE_* variables, lore.toml / [tool.lore], the user's lore.toml

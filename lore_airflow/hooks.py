@@ -149,12 +149,35 @@ class LoreHook(AwsBaseHook):
         return make_tracker(self.settings, bucket, self.get_s3_client)
 
 
+def openlineage_namespace() -> str:
+    """The namespace of Airflow's OpenLineage provider: ``[openlineage] namespace``, else
+    ``$OPENLINEAGE_NAMESPACE``, else "default" (the provider's ``conf.namespace()``)."""
+    from airflow.sdk.configuration import conf
+
+    return str(conf.get("openlineage", "namespace", fallback="") or "") or os.getenv("OPENLINEAGE_NAMESPACE", "default")
+
+
+def openlineage_sink(settings: LoreSettings) -> Any:
+    """The process's OpenLineage sink for ``[lore] openlineage``: one queue and client for every tracker;
+    its parent facets name the task runs that Airflow's OpenLineage provider emits."""
+    try:
+        # Only with [lore] openlineage: openlineage-python is an optional extra.
+        from lore_core.openlineage import DEFAULT_NAMESPACE, shared_sink
+    except ImportError as exc:
+        raise LoreConfigError(
+            f"[lore] openlineage = true needs openlineage-python: pip install 'lore-s3[openlineage]' ({exc})"
+        ) from None
+    return shared_sink(settings.openlineage_namespace or DEFAULT_NAMESPACE, airflow_namespace=openlineage_namespace())
+
+
 def make_tracker(settings: LoreSettings, bucket: str | None, s3_client: Callable[[], Any]) -> LoreTracker:
     """``LoreHook.get_tracker`` with the S3 client from ``s3_client()`` (called for ``s3://`` stores only)."""
     if not settings.store:
         raise LoreConfigError("no Lore store configured: set [lore] store (AIRFLOW__LORE__STORE) or pass store=")
     default_bucket, prefix = store_bucket_and_prefix(settings.store)
     options = settings.tracker_options()
+    if settings.openlineage:
+        options["openlineage"] = openlineage_sink(settings)
     # Airflow's secrets masker first: it knows the connection passwords and sensitive variables.
     maskers = [airflow_masker]
     if default_bucket is None:

@@ -165,8 +165,36 @@ def task_instance_url(dag_id: str, run_id: str, task_id: str, map_index: int | N
     return url
 
 
+def dag_run_facts(ti: Any) -> dict[str, Any]:
+    """The DAG run's ``logicalDate`` (else ``runAfter``, as ISO 8601 to the microsecond) and ``clearNumber``.
+
+    What Airflow's OpenLineage provider makes the run ids of a task instance and its DAG run
+    from, so that Lore's OpenLineage runs can name them as their parent (``lore_core.openlineage``).
+    """
+    try:
+        # The task SDK's RuntimeTaskInstance has the DAG run the API server sent; airflow-core's its own.
+        from_server = getattr(ti, "_ti_context_from_server", None)
+        dag_run = getattr(from_server, "dag_run", None) or getattr(ti, "dag_run", None)
+        if dag_run is None:
+            return {}
+        facts: dict[str, Any] = {}
+        logical_date, run_after = getattr(dag_run, "logical_date", None), getattr(dag_run, "run_after", None)
+        if isinstance(logical_date, datetime):
+            facts["logicalDate"] = logical_date.isoformat()
+        elif isinstance(run_after, datetime):
+            facts["runAfter"] = run_after.isoformat()
+        clear_number = getattr(dag_run, "clear_number", None)
+        if isinstance(clear_number, int):
+            facts["clearNumber"] = clear_number
+        return facts
+    except Exception as exc:  # a detached ORM object, an older SDK: the entry just lacks them
+        log.debug("Lore: no DAG run facts for %s.%s: %s", getattr(ti, "dag_id", "?"), getattr(ti, "task_id", "?"), exc)
+        return {}
+
+
 def ti_orchestrator(ti: Any) -> OrchestratorInfo:
-    """The task instance try as Lore's ``OrchestratorInfo``: run, DAG, task, try, map index, UI link."""
+    """The task instance try as Lore's ``OrchestratorInfo``: run, DAG, task, try, map index, UI link,
+    and the DAG run's logical date and clear number (``dag_run_facts``)."""
     _, _, _, map_index, try_number = ti_key(ti)
     return orchestrator_info(
         "airflow",
@@ -176,6 +204,7 @@ def ti_orchestrator(ti: Any) -> OrchestratorInfo:
         try_number=try_number,
         map_index=map_index,
         url=task_instance_url(ti.dag_id, ti.run_id, ti.task_id, map_index, try_number),
+        **dag_run_facts(ti),
     )
 
 

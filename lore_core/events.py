@@ -2,7 +2,11 @@
 
 Promises: ``tracker.on(kind, callback)`` (or ``"*"`` for every kind) is called with a
 typed, immutable ``StepEvent`` after the history says so (``step.started`` once the
-running entry is written, ``step.succeeded`` / ``step.failed`` once the final one is);
+running entry is written, ``step.succeeded`` / ``step.failed`` once the final one is;
+``step.abandoned`` once per entry and process when Lore finds a running entry past its
+lease: ``list_failed`` saw it, or a later success of the step marked it ``LeaseExpired``.
+Should its worker still finish it, that late end comes as ``step.succeeded`` /
+``step.failed`` with ``extra["after_abandoned"]``: it is the last word);
 a callback that raises is logged and never breaks the step nor another subscriber.
 Callbacks run in the thread that wrote the entry: one that may block (a network sink)
 hands the event to a thread of its own, as the OpenLineage sink does. Event sinks are

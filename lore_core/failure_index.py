@@ -34,6 +34,8 @@ ORPHAN_GRACE = timedelta(minutes=15)
 log = logging.getLogger("lore")
 _PAGE = 1000
 Fetch = Callable[[list[str]], dict[str, FileHistory | None]]
+#: Told of each running entry found abandoned (its lease ran out), with its file key.
+OnAbandoned = Callable[[str, HistoryEntry], None]
 
 
 class FailureIndex:
@@ -85,8 +87,13 @@ class FailureIndex:
         fetch: Fetch | None,
         *,
         now: datetime | None = None,
+        on_abandoned: OnAbandoned | None = None,
     ) -> Iterator[FailedEntry]:
-        """Unresolved failed and abandoned entries; checked against their histories unless ``fetch`` is None."""
+        """Unresolved failed and abandoned entries; checked against their histories unless ``fetch`` is None.
+
+        ``on_abandoned(file_key, entry)`` is called for each running entry whose history shows
+        it abandoned (so only when checked against the histories).
+        """
         now = now or utc_now()
         page: list[tuple[ListedObject, tuple[str, str, str, int | None]]] = []
         for obj in self.store.list(keys.failure_index_prefix(self.prefix, file_prefix)):
@@ -102,16 +109,17 @@ class FailureIndex:
                 continue  # a running marker renewed within its lease: the step is alive, no read needed
             page.append((obj, parsed))
             if len(page) >= _PAGE:
-                yield from self._settle(page, fetch, now)
+                yield from self._settle(page, fetch, now, on_abandoned)
                 page = []
         if page:
-            yield from self._settle(page, fetch, now)
+            yield from self._settle(page, fetch, now, on_abandoned)
 
     def _settle(
         self,
         page: list[tuple[ListedObject, tuple[str, str, str, int | None]]],
         fetch: Fetch | None,
         now: datetime,
+        on_abandoned: OnAbandoned | None = None,
     ) -> Iterator[FailedEntry]:
         docs = fetch(list(dict.fromkeys(parsed[0] for _, parsed in page))) if fetch is not None else None
         reported: set[tuple[str, str]] = set()
@@ -139,6 +147,8 @@ class FailureIndex:
                 entry.error is not None and entry.error.name == "LeaseExpired"
             )
             failed_at = entry.completed_at or entry.lease_expires_at or obj.last_modified
+            if on_abandoned is not None and entry.status is StepStatus.RUNNING:
+                on_abandoned(file_key, entry)
             reported.add((file_key, entry_id))
             yield self._failed(file_key, entry_id, entry.step, failed_at, abandoned=abandoned, error=entry.error)
 

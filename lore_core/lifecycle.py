@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -48,7 +49,16 @@ from .failure_index import FailureIndex
 from .ids import as_utc, duration_ms, new_entry_id, utc_now
 from .leases import Heartbeat, lease_expiry, marker_lease
 from .models import ErrorInfo, FileHistory, HistoryEntry, LineageRef, OrchestratorInfo, StepStatus
-from .mutations import Outcome, add_finished, add_running, check_transition, clear_entries, finish, renew_lease
+from .mutations import (
+    LEASE_EXPIRED,
+    Outcome,
+    add_finished,
+    add_running,
+    check_transition,
+    clear_entries,
+    finish,
+    renew_lease,
+)
 from .redaction import Redactor
 from .steps import Handler, HandlerRegistry, StepContext, StepResult
 from .stores import verify_conditional_writes
@@ -57,6 +67,7 @@ from .values import limit_size, limit_text, to_jsonable
 __all__ = ["ActiveStep", "ErrorPolicy", "Lifecycle"]
 
 log = logging.getLogger("lore")
+_ABANDONED_SEEN_MAX = 10_000
 ErrorPolicy = Literal["raise", "log"]
 Orchestrator = OrchestratorInfo | dict[str, Any] | None
 ErrorLike = BaseException | ErrorInfo | str | dict[str, Any]
@@ -126,9 +137,21 @@ class Lifecycle:
         self.claims = Claims(docs.store, docs.prefix)
         self.derivation = Derivation(docs, options.max_ancestry)
         self.events = EventBus()
+        # Entries this process already announced as abandoned (bounded): list_failed sees the
+        # same abandoned entry on every sensor tick, and it is announced once.
+        self._abandoned_seen: OrderedDict[str, None] = OrderedDict()
+        self._abandoned_lock = threading.Lock()
         self.owner: Any = None  # the LoreTracker, handed to handlers as ctx.tracker
 
-    def publish(self, kind: EventKind, file_key: str, entry: HistoryEntry, *, recorded_finished: bool = False) -> None:
+    def publish(
+        self,
+        kind: EventKind,
+        file_key: str,
+        entry: HistoryEntry,
+        *,
+        recorded_finished: bool = False,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         """Tell subscribers (``tracker.on``) what the history now says; costs nothing without any."""
         if not self.events.active:
             return
@@ -143,8 +166,31 @@ class Lifecycle:
                 sources=tuple(own.derived_from or ()),
                 produces=tuple(own.produces or ()),
                 recorded_finished=recorded_finished,
+                extra=dict(extra or {}),
             )
         )
+
+    def publish_abandoned(
+        self, file_key: str, entries: Iterable[HistoryEntry], final: FileHistory | None = None
+    ) -> None:
+        """``step.abandoned`` for each entry that is abandoned (running past its lease, or marked
+        ``LeaseExpired``), once per entry and process; ``final`` is the document as written, which
+        has the last word (an entry a late success finished meanwhile is not abandoned)."""
+        if not self.events.active:
+            return
+        for entry in entries:
+            stored = final.entry(entry.id) if final is not None else None
+            entry = stored or entry
+            marked = entry.status is StepStatus.FAILED and entry.error is not None and entry.error.name == LEASE_EXPIRED
+            if not (entry.abandoned or marked):
+                continue
+            with self._abandoned_lock:
+                if entry.id in self._abandoned_seen:
+                    continue
+                self._abandoned_seen[entry.id] = None
+                if len(self._abandoned_seen) > _ABANDONED_SEEN_MAX:
+                    self._abandoned_seen.popitem(last=False)
+            self.publish("step.abandoned", file_key, entry)
 
     # ------------------------------------------------------------------ what gets written
 
@@ -380,7 +426,7 @@ class Lifecycle:
             metadata=extra_meta,
         )
         try:
-            self.docs.update(file_key, mutate)
+            written = self.docs.update(file_key, mutate)
         except InvalidTransitionError:
             if status is StepStatus.FAILED:
                 self.index.remove_failure(file_key, entry_id, current.step)
@@ -394,7 +440,23 @@ class Lifecycle:
         if entry.marker_lease is not None:
             self.index.remove_marker(file_key, entry.id, entry.step, entry.marker_lease)
         self.index.forget(file_key, out.resolved)
-        self.publish("step.succeeded" if status is StepStatus.SUCCESS else "step.failed", file_key, entry)
+        if self.events.active:
+            # Earlier runs of the step this success found abandoned (now marked LeaseExpired).
+            self.publish_abandoned(file_key, out.resolved, written)
+            # Did anyone see this entry abandoned (its lease ran out, or it was marked so) before
+            # this end was written? Then this end is the last word, and says so when it was written.
+            stand_in = current.error is not None and current.error.name == LEASE_EXPIRED
+            after_abandoned = (out.previous is StepStatus.FAILED and (status is StepStatus.SUCCESS or stand_in)) or (
+                current.status is StepStatus.RUNNING
+                and current.lease_expires_at is not None
+                and current.lease_expires_at < utc_now()
+            )
+            self.publish(
+                "step.succeeded" if status is StepStatus.SUCCESS else "step.failed",
+                file_key,
+                entry,
+                extra={"after_abandoned": True} if after_abandoned else None,
+            )
         return entry.model_copy(deep=True)  # the caller's own: the cached document shares this entry
 
     def record(
@@ -463,12 +525,13 @@ class Lifecycle:
             ancestry=ancestry,
             max_ancestry=self.options.max_ancestry,
         )
-        self.docs.update(file_key, mutate)
+        written = self.docs.update(file_key, mutate)
         self.index.forget(file_key, out.resolved)
         for source in sources:
             self.derivation.link_forward(source, LineageRef(file_key=file_key, entry_id=source.entry_id))
         if out.entry is None:
             raise EntryNotFoundError(f"history of {file_key!r} lost entry {entry.id!r} while it was written")
+        self.publish_abandoned(file_key, out.resolved, written)
         kind: EventKind = "step.succeeded" if status is StepStatus.SUCCESS else "step.failed"
         self.publish(kind, file_key, out.entry, recorded_finished=True)
         return out.entry.model_copy(deep=True)

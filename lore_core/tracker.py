@@ -45,6 +45,24 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _STORE_OPTIONS = ("expected_bucket_owner", "sse", "sse_kms_key_id", "outage_timeout")
 
 
+def _openlineage_sink(openlineage: bool | EventSink) -> EventSink:
+    """The sink ``openlineage=`` asks for: the process's shared one for ``True``, else the one given."""
+    if openlineage is not True:
+        if not callable(getattr(openlineage, "emit", None)):
+            raise LoreError(
+                f"openlineage= takes True or an event sink (an object with emit(event)), got {openlineage!r}"
+            )
+        return openlineage  # type: ignore[return-value]
+    try:
+        # Imported only when asked for: openlineage-python is an optional extra.
+        from .openlineage import shared_sink
+    except ImportError as exc:
+        raise LoreError(
+            f"openlineage=True needs openlineage-python: pip install 'lore-s3[openlineage]' ({exc})"
+        ) from None
+    return shared_sink()
+
+
 class LoreTracker:
     """Records step history and lineage for files, as JSON documents in a store.
 
@@ -58,6 +76,9 @@ class LoreTracker:
     masker), ``redact=False`` leaves only those. ``writable_buckets`` names the other
     buckets whose histories this tracker may write (the ``derivedTo`` side of
     cross-bucket lineage); by default it writes only into its own bucket.
+    ``openlineage=True`` (extra ``[openlineage]``) sends each entry's life as OpenLineage run
+    events through openlineage-python's client, configured the standard way; pass a
+    ``lore_core.openlineage.LoreOpenLineage(...)`` for another namespace (``lore_core.openlineage``).
     """
 
     def __init__(
@@ -76,6 +97,7 @@ class LoreTracker:
         secret_keys: Iterable[str] | None = None,
         extra_secret_keys: Iterable[str] = (),
         extra_maskers: Iterable[Masker] = (),
+        openlineage: bool | EventSink = False,
         **options: Any,
     ) -> None:
         try:
@@ -109,6 +131,8 @@ class LoreTracker:
         self._docs = Documents(store, self.prefix, self.options)
         self._life = Lifecycle(self._docs, self.options, self.redactor, self._handlers)
         self._life.owner = self
+        if openlineage:
+            self.add_sink(_openlineage_sink(openlineage))
 
     @classmethod
     def from_url(
@@ -122,7 +146,7 @@ class LoreTracker:
         """A tracker for ``s3://bucket/prefix``, ``file:///dir`` or ``memory://name``.
 
         S3 options (``expected_bucket_owner``, ``sse``, ``sse_kms_key_id``, ``outage_timeout``)
-        go to the store; the rest to the tracker.
+        go to the store; the rest (``openlineage=True`` among them) to the tracker.
         """
         TrackerOptions(**{k: v for k, v in options.items() if k in TrackerOptions.__dataclass_fields__})
         store_options = {k: options.pop(k) for k in _STORE_OPTIONS if k in options}
@@ -581,7 +605,12 @@ class LoreTracker:
             found = self._docs.fetch_many((None, k) for k in file_keys)
             return {k: found.get((self.bucket, k)) for k in file_keys}
 
-        return self._life.index.failed(self._file_prefix(prefix), step, fetch if verify else None)
+        life = self._life
+
+        def abandoned(file_key: str, entry: HistoryEntry) -> None:
+            life.publish_abandoned(file_key, [entry])  # step.abandoned, once per entry
+
+        return life.index.failed(self._file_prefix(prefix), step, fetch if verify else None, on_abandoned=abandoned)
 
     def _file_prefix(self, prefix: str | None) -> str:
         if not prefix:

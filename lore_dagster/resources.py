@@ -35,7 +35,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from lore_core import ErrorInfo, LineageRef, LoreTracker, OrchestratorInfo, StepContext, StepStatus
+from lore_core import ErrorInfo, LineageRef, LoreConfigError, LoreTracker, OrchestratorInfo, StepContext, StepStatus
 from lore_core.ids import stable_entry_id
 from lore_core.integration import error_policy, is_s3_url, orchestrator_info, tracked, tracking_errors
 from lore_core.settings import LoreConfig, load_config
@@ -130,6 +130,18 @@ def _per_process(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         return _PER_PROCESS.setdefault(key, built)
 
 
+def _openlineage_sink(namespace: str | None) -> Any:
+    """The process's OpenLineage sink for ``namespace`` (one queue and client for every tracker)."""
+    try:
+        # Only with openlineage=True: openlineage-python is an optional extra.
+        from lore_core.openlineage import DEFAULT_NAMESPACE, shared_sink
+    except ImportError as exc:
+        raise LoreConfigError(
+            f"LoreResource(openlineage=True) needs openlineage-python: pip install 'lore-s3[openlineage]' ({exc})"
+        ) from None
+    return shared_sink(namespace or DEFAULT_NAMESPACE)
+
+
 class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where Lore keeps histories, and how to reach it.
 
@@ -210,6 +222,19 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         ),
     )
 
+    openlineage: bool = Field(
+        default=False,
+        description=(
+            "If True, each history entry is also sent as an OpenLineage run (START, then COMPLETE or FAIL) "
+            "through openlineage-python's client, configured the standard way (openlineage.yml, "
+            "OPENLINEAGE_CONFIG, OPENLINEAGE_URL); its parent facet names the Dagster run. Needs the "
+            "extra lore-s3[openlineage]. Sending never blocks or fails an asset."
+        ),
+    )
+    openlineage_namespace: str | None = Field(
+        default=None, description="Namespace of the OpenLineage jobs (one per Lore step); None means 'lore'."
+    )
+
     _tracker: LoreTracker | None = PrivateAttr(default=None)
     _client: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -231,6 +256,8 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             self.lease_seconds,
             self.first_heartbeat_seconds,
             tuple(self.writable_buckets or ()),
+            self.openlineage,
+            self.openlineage_namespace,
             # What Lore's settings add for the unset fields (LORE_STORE, lore.toml, ...).
             tuple(sorted((name, repr(value)) for name, value in self.settings().describe().items())),
         )
@@ -294,6 +321,8 @@ class LoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         client = self.get_s3_client() if is_s3_url(store) else None
         # lease_seconds, first_heartbeat_seconds, writable_buckets and any other tracker option set.
         options: dict[str, Any] = config.tracker_options()
+        if self.openlineage:
+            options["openlineage"] = _openlineage_sink(self.openlineage_namespace)
         return LoreTracker.from_url(
             store, s3_client=client, endpoint_url=config.endpoint_url, region=config.region, **options
         )

@@ -399,3 +399,39 @@ def dagster_replay_sensor(env: DocEnv, run: RunBlock) -> None:
     sensor = build_lore_replay_sensor(job)
     assert sensor.name == "lore_replay_per_file"
     assert sensor.minimum_interval_seconds == shown["minimum_interval_seconds"]
+
+
+# --------------------------------------------------------------------------- README.md: OpenLineage
+
+
+@check("openlineage")
+def openlineage(env: DocEnv, run: RunBlock) -> None:
+    """The step is sent as one OpenLineage run (START, COMPLETE) through the client's file
+    transport, configured the standard way (OPENLINEAGE_CONFIG), reading and writing the
+    files it names."""
+    import lore_core.openlineage
+
+    log_path = env.tmp_path / "openlineage.jsonl"
+    config = env.tmp_path / "openlineage.yml"
+    config.write_text(f"transport:\n  type: file\n  log_file_path: {log_path}\n  append: true\n", encoding="utf-8")
+    env.setenv("OPENLINEAGE_CONFIG", str(config))
+    saved, lore_core.openlineage._shared = lore_core.openlineage._shared, {}  # a sink (and client) of its own
+    env.stack.callback(setattr, lore_core.openlineage, "_shared", saved)
+
+    def clean(ctx: Any) -> dict[str, int]:  # the reader's own code
+        return {"rows": 2}
+
+    run(clean=clean)
+    assert lore_core.openlineage.shared_sink().flush(timeout=60)
+    events = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()]
+    (entry,) = _history(env.tracker(), "raw/orders.csv").entries
+    run_id = lore_core.openlineage.run_id_for(entry.id)
+    assert [(e["eventType"], e["run"]["runId"], e["job"]["namespace"], e["job"]["name"]) for e in events] == [
+        ("START", run_id, "lore", "clean"),
+        ("COMPLETE", run_id, "lore", "clean"),
+    ]
+    datasets = {kind: [(d["namespace"], d["name"]) for d in events[-1][kind]] for kind in ("inputs", "outputs")}
+    assert datasets == {
+        "inputs": [(f"s3://{BUCKET}", "raw/orders.csv")],
+        "outputs": [(f"s3://{BUCKET}", "clean/orders.parquet")],
+    }
