@@ -205,8 +205,8 @@ def requests_text(per_run: Iterable[Mapping[str, float]]) -> str:
     keys = {k for run in runs for k in run}
     mean = {k: sum(run.get(k, 0) for run in runs) / len(runs) for k in keys}
     total = sum(mean.get(m, 0.0) for m in METHODS)
-    parts = [f"{_num(mean[m])} {m}" for m in METHODS if mean.get(m)]
-    errors = [f"{s}: {_num(mean[s])}" for s in STATUSES if mean.get(s)]
+    parts = [f"{_num(mean[m])} {m}" for m in METHODS if abs(mean.get(m, 0.0)) >= 0.05]
+    errors = [f"{s}: {_num(mean[s])}" for s in STATUSES if abs(mean.get(s, 0.0)) >= 0.05]
     text = f"{_num(total)} = " + " + ".join(parts) if parts else "0"
     return text + (f" ({', '.join(errors)})" if errors else "")
 

@@ -307,10 +307,9 @@ def main() -> None:
         "neither. Both: median [min-max] over runs; added: difference of the medians vs bare (RT = one\n"
         f"added round trip of {args.latency_ms:g} ms); ratio: variant/bare within a round, median [min-max].\n"
         "Requests: mean per task as the server counted them; a bare task's own are 1 HEAD + 1 GET + 1 PUT\n"
-        "(S3Hook.read_key, load_bytes); Lore's own = variant "
-        "minus bare (404/412 are answers, counted again beside their request). Cold runs alternate between\n"
-        "the latencies round by round. For the critical path: added per task / RT at +latency is the\n"
-        "figure bench_critical_path.py refers to."
+        "(S3Hook.read_key, load_bytes); Lore's own = variant minus bare (404/412 are answers, counted\n"
+        "again beside their request). Cold runs alternate between the latencies round by round. For the\n"
+        "critical path: 'added ms' per task / RT at +latency is the figure bench_critical_path.py refers to."
     )
 
 
