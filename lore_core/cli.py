@@ -159,7 +159,7 @@ class Session:
         return tracker.store.location(tracker.prefix)
 
     def progress(self, items: Iterable[_T], what: str) -> Iterator[_T]:
-        """``items``, with a count drawn on the terminal while they come (``lore-s3[cli]``, i.e. ``rich``); quiet when piped."""
+        """``items``, counted on the terminal while they come (``lore-s3[cli]``: rich); quiet when piped."""
         return _progress(items, what)
 
 
