@@ -22,10 +22,10 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -65,6 +65,8 @@ from .stores import verify_conditional_writes
 from .values import limit_size, limit_text, to_jsonable
 
 __all__ = ["ActiveStep", "ErrorPolicy", "Lifecycle"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("lore")
 _ABANDONED_SEEN_MAX = 10_000
@@ -117,6 +119,19 @@ def _in_thread(fn: Callable[..., Any], *args: Any) -> Future[Any]:
 
     threading.Thread(target=work, name="lore-derive", daemon=True).start()
     return future
+
+
+def _joined(side: Sequence[Future[Any]], write: Callable[[], _T]) -> _T:
+    """``write()`` while the ``side`` writes run; their first error once all are done, unless ``write`` failed."""
+    try:
+        result = write()
+    except BaseException:
+        for future in side:
+            future.exception()  # wait for them; the document's own error is the one to tell
+        raise
+    for future in side:
+        future.result()
+    return result
 
 
 class Lifecycle:
@@ -426,14 +441,11 @@ class Lifecycle:
             metadata=extra_meta,
         )
         try:
-            written = self.docs.update(file_key, mutate)
+            written = _joined([deriving] if deriving is not None else [], lambda: self.docs.update(file_key, mutate))
         except InvalidTransitionError:
             if status is StepStatus.FAILED:
                 self.index.remove_failure(file_key, entry_id, current.step)
             raise
-        finally:
-            if deriving is not None:
-                deriving.result()
         entry = out.entry
         if entry is None:
             raise EntryNotFoundError(f"history of {file_key!r} has no entry {entry_id!r}")
@@ -514,8 +526,18 @@ class Lifecycle:
         self.ensure_writable(file_key)
         if status is StepStatus.FAILED:
             self.index.add_failure(file_key, entry.id, step, entry.error)
+        # The links on the other documents (products' derivedFrom, sources' derivedTo) are
+        # written while this one is: one round trip, not three (each is repaired by the next
+        # write should a crash land between them).
+        side: list[Future[Any]] = []
         if entry.produces and status is StepStatus.SUCCESS:
-            self.derivation.derive_many(entry.produces, LineageRef(file_key=file_key, entry_id=entry.id))
+            side.append(
+                _in_thread(
+                    self.derivation.derive_many, entry.produces, LineageRef(file_key=file_key, entry_id=entry.id)
+                )
+            )
+        if sources:
+            side.append(_in_thread(self._link_sources, file_key, sources))
         out = Outcome()
         mutate = add_finished(
             entry,
@@ -525,16 +547,24 @@ class Lifecycle:
             ancestry=ancestry,
             max_ancestry=self.options.max_ancestry,
         )
-        written = self.docs.update(file_key, mutate)
+        written = _joined(side, lambda: self.docs.update(file_key, mutate))
         self.index.forget(file_key, out.resolved)
-        for source in sources:
-            self.derivation.link_forward(source, LineageRef(file_key=file_key, entry_id=source.entry_id))
         if out.entry is None:
             raise EntryNotFoundError(f"history of {file_key!r} lost entry {entry.id!r} while it was written")
         self.publish_abandoned(file_key, out.resolved, written)
         kind: EventKind = "step.succeeded" if status is StepStatus.SUCCESS else "step.failed"
         self.publish(kind, file_key, out.entry, recorded_finished=True)
         return out.entry.model_copy(deep=True)
+
+    def _link_sources(self, file_key: str, sources: Sequence[LineageRef]) -> None:
+        def link(source: LineageRef) -> None:
+            self.derivation.link_forward(source, LineageRef(file_key=file_key, entry_id=source.entry_id))
+
+        if len(sources) == 1:
+            link(sources[0])
+            return
+        with ThreadPoolExecutor(max_workers=min(16, len(sources))) as pool:
+            list(pool.map(link, sources))
 
     def clear(self, file_key: str) -> None:
         file_key = self.file_key(file_key)

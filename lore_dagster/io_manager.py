@@ -33,6 +33,7 @@ Example::
 import json
 import pickle
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -185,6 +186,13 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
         bucket = self.bucket if self.bucket != tracker.bucket else None
         return LineageRef(file_key=key, entry_id=entry.id if entry is not None else None, bucket=bucket)
 
+    def _refs_for(self, keys: Sequence[str]) -> list[LineageRef]:
+        tracker = self._tracker()
+        if len(keys) == 1:
+            return [self._ref_for(tracker, keys[0])]
+        with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
+            return list(pool.map(lambda key: self._ref_for(tracker, key), keys))
+
     # -- output ---------------------------------------------------------------
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
@@ -305,10 +313,12 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
         )
         client = self.lore.get_s3_client()
         values: dict[str | None, Any] = {}
-        keys: list[str] = []
-        for partition in partitions:
-            key = self.object_key(context.asset_key, partition)
-            keys.append(key)
+        keys = [self.object_key(context.asset_key, partition) for partition in partitions]
+        # The upstream histories are read while the objects are (one round trip, not two).
+        pool = ThreadPoolExecutor(max_workers=min(8, len(keys)), thread_name_prefix="lore-refs")
+        refs_future = pool.submit(self._refs_for, keys)
+        pool.shutdown(wait=False)
+        for partition, key in zip(partitions, keys, strict=True):
             response = client.get_object(Bucket=self.bucket, Key=key)
             meta = response.get("Metadata", {})
             values[partition] = deserialize(
@@ -321,8 +331,7 @@ class LoreS3IOManager(dg.ConfigurableIOManager):
         with tracking_errors(
             f"the lineage of inputs {keys}", raise_on_error=self.lore.raise_on_error, logger=DagsterLogs(context.log)
         ):
-            tracker = self._tracker()
-            refs = [self._ref_for(tracker, k) for k in keys]
+            refs = refs_future.result()
             REGISTRY.add_input(context.step_context.run_id, context.step_context.step.key, refs, utc_now())
             # On the run's LOADED_INPUT event: the entries this step reads (and, for the other
             # processes of the run, that this step's own process records its failure, with them).
