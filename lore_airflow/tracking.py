@@ -121,6 +121,12 @@ def hook_for(settings: LoreSettings) -> LoreHook:
         return found
 
 
+def prepare_connection(settings: LoreSettings) -> None:
+    """Fetch the Airflow connection of the process's ``LoreHook`` now, in the calling thread."""
+    if settings.store and is_s3_url(settings.store):
+        _ = hook_for(settings).conn_config
+
+
 def tracker_for(settings: LoreSettings, bucket: str | None = None) -> LoreTracker:
     """The tracker for files of ``bucket`` (default: the store's bucket; same prefix in every bucket).
 
@@ -398,6 +404,13 @@ class _Started:
     entries: dict[tuple[str, str], ActiveStep] = field(default_factory=dict)
     result: Any = None
     has_result: bool = False
+    #: Begins the entries while the task runs (None: begun already).
+    begun: threading.Thread | None = None
+
+    def wait_begun(self) -> None:
+        begun = self.begun
+        if begun is not None and begun is not threading.current_thread():
+            begun.join()
 
 
 TIKey = tuple[str, str, str, int, int]
@@ -501,6 +514,27 @@ class TaskTracking:
             if key in _active or key in _done:
                 return False
             _active[key] = started
+        if settings.raise_on_error:
+            TaskTracking._begin_entries(started, targets, outlets, key)  # its errors must fail the task now
+        else:
+            # Off the task's critical path: building the S3 client (once per process, ~150 ms) and
+            # the store's self-check happen while the task runs; finishing waits for them. The
+            # connection itself is fetched here: the task SDK's channel to the supervisor is the
+            # task's own, and must not be used from a second thread while the task uses it.
+            with guarded(settings, f"the start of {started.step}"):
+                prepare_connection(settings)
+            started.begun = threading.Thread(
+                target=TaskTracking._begin_entries,
+                args=(started, targets, outlets, key),
+                name=f"lore-begin-{ti.task_id}",
+                daemon=True,
+            )
+            started.begun.start()
+        return True
+
+    @staticmethod
+    def _begin_entries(started: _Started, targets: list[S3Object], outlets: list[S3Object], key: TIKey) -> None:
+        settings, orchestrator = started.settings, started.orchestrator
         for obj in targets:
             with guarded(settings, f"the start of {started.step} on {obj.uri}"):
                 active = tracker_for(settings, obj.bucket).begin(
@@ -509,7 +543,7 @@ class TaskTracking:
                     started.input,
                     orchestrator=orchestrator,
                     attempt=key[4],
-                    description=f"Airflow task {ti.task_id} of DAG {ti.dag_id}",
+                    description=f"Airflow task {key[1]} of DAG {key[0]}",
                     metadata=started.metadata,
                     on_error=error_policy(settings.raise_on_error),
                     logger=log,
@@ -518,7 +552,6 @@ class TaskTracking:
                 )
                 if active.tracked:  # else the core logged why, and the task runs untracked on this file
                     started.entries[(obj.bucket, obj.key)] = active
-        return True
 
     @staticmethod
     def remember_result(ti: Any, result: Any) -> None:
@@ -540,6 +573,7 @@ class TaskTracking:
             started = _active.get(ti_key(ti))
         if started is None:
             return False
+        started.wait_begun()
         if started.entries or started.inlets or started.outlets:
             return True
         if not started.settings.hook_lineage:
@@ -554,7 +588,9 @@ class TaskTracking:
             started = _active.pop(key, None)
             if started is not None:
                 _done.add(key)
-            return started
+        if started is not None:
+            started.wait_begun()
+        return started
 
     @staticmethod
     def succeed(ti: Any, output: Any = None, *, has_output: bool = False) -> list[str]:

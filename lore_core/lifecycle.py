@@ -635,9 +635,11 @@ class Lifecycle:
                 attempt=attempt,
                 entry_id=ctx.entry_id,
             )
-            # Once per process and store: a missing bucket or a store without conditional
-            # writes is reported before the step runs, not after.
-            self.ensure_writable(key)
+            if on_error == "raise":
+                # Once per process and store: a missing bucket or a store without conditional
+                # writes is raised before the step runs. Under "log" (the adapters) the check
+                # runs with the running write, off the step's critical path.
+                self.ensure_writable(key)
         except Exception as exc:
             active.release_claim()  # whatever went wrong, the claim must not outlive the attempt
             if not isinstance(exc, LoreError):
@@ -965,6 +967,11 @@ class ActiveStep:
             entry_id=entry.id,
         )
 
+    def _what(self, outcome: str, ctx: StepContext) -> str:
+        if self._start_error is not None:  # nothing of this step reached the history
+            return f"{ctx.step} on {ctx.file_key!r} (the step ran untracked)"
+        return f"the {outcome} of entry {ctx.entry_id} of {ctx.step} on {ctx.file_key!r}"
+
     def succeed(self, output: Any = None, *, produces: Iterable[str] = ()) -> HistoryEntry | None:
         """Record success with ``output`` (or ``ctx.output``) and the produced files (plus ``ctx.produces``)."""
         if not self._end():
@@ -983,7 +990,7 @@ class ActiveStep:
                     self._file_key, ctx.entry_id, value, produces=ctx.produces, metadata=ctx.metadata or None
                 )
         except LoreError as exc:
-            self.report(f"the success of entry {ctx.entry_id} of {ctx.step} on {ctx.file_key!r}", exc)
+            self.report(self._what("success", ctx), exc)
         finally:
             self.release_claim()
         return ctx.recorded
@@ -1003,7 +1010,7 @@ class ActiveStep:
             else:
                 ctx.recorded = self._life.fail(self._file_key, ctx.entry_id, error, metadata=ctx.metadata or None)
         except LoreError as exc:
-            self.report(f"the failure of entry {ctx.entry_id} of {ctx.step} on {ctx.file_key!r}", exc, may_raise=False)
+            self.report(self._what("failure", ctx), exc, may_raise=False)
         finally:
             self.release_claim()
         return ctx.recorded

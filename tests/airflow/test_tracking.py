@@ -197,9 +197,10 @@ def test_tracking_failure_is_a_warning_unless_raise_on_error(world: dict[str, An
     assert run["tis"]["tolerant"]["state"] == "success"
     assert run["tis"]["strict"]["state"] == "failed"
     log = world["result"]["_log"]
-    # Logged at ERROR, naming what was not recorded and why; the task goes on untracked.
+    # Logged at ERROR, naming what was not recorded and why; the task goes on untracked (the start
+    # is written while the task runs, so the error is told when the task ends).
     assert (
-        "lore: could not record the start of tracking_errors.tolerant on 'raw/x.csv' (the step runs untracked): "
+        "lore: could not record tracking_errors.tolerant on 'raw/x.csv' (the step ran untracked): "
         "BucketNotFoundError" in log
     )
     # raise_on_error: the task fails with TrackingError (lore_airflow.LoreTrackingError), chained to the cause.

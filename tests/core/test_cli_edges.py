@@ -132,7 +132,9 @@ def test_long_retries_say_what_they_wait_for(home: Path, unavailable_s3: str) ->
     waiting, *_, last = done.stderr.strip().splitlines()
     assert waiting.startswith(f"lore: S3 at {unavailable_s3} failed while listing s3://b/.lore-s3/"), waiting
     assert "retrying for up to" in waiting and "SlowDown" in waiting
-    assert last.startswith("lore: error: S3 kept failing for 2 s") and "Traceback" not in done.stderr
+    # How long it kept trying is at least the outage timeout (more on a loaded machine): never asserted exactly.
+    assert re.match(r"lore: error: S3 kept failing for \d+ s while listing", last), last
+    assert "Traceback" not in done.stderr
 
 
 # --------------------------------------------------------------------------- read-only commands create nothing
