@@ -74,6 +74,8 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_critical_path.py
 	$(PY) benchmarks/bench_dagster.py
 	$(PY) benchmarks/bench_airflow.py
+	$(PY) benchmarks/bench_cpu.py
+	$(PY) benchmarks/bench_snapshot.py
 
 # A month of a daily pipeline at production shape (about 15 minutes on 2 cores).
 production: venv
