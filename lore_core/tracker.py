@@ -569,10 +569,11 @@ class LoreTracker:
         This reads every document: one LIST per 1,000 files plus **one GET per file**. Over
         1M files that is 1M GETs (about 2 hours at the rate measured on the development
         machine, and ~4 ms of client CPU per file to parse and validate). For whole-bucket
-        questions (counts by step and status, failures over time, lineage edges) a Parquet
-        snapshot queried with SQL is the right tool (``lore snapshot`` / ``lore query``, not
-        built yet: issue 12); today, ask the indexes where they answer: ``list_failed`` for
-        failures, ``get_descendants`` for what was derived from a file.
+        questions (counts by step and status, failures over time, lineage edges) take a
+        Parquet snapshot and query it with SQL: ``lore snapshot --to DIR`` (incremental: later
+        snapshots read only the histories whose ETag changed) and ``lore query``
+        (``lore_core.snapshot``, extra ``[sql]``); or ask the indexes where they answer:
+        ``list_failed`` for failures, ``get_descendants`` for what was derived from a file.
         """
         batch: list[str] = []
         for file_key in self.list_tracked_files(prefix):
