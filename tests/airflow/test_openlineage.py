@@ -6,7 +6,6 @@ from the same ``dag.test()`` runs (the provider writes to a file of its own)."""
 from __future__ import annotations
 
 import json
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +15,7 @@ from tests.core.openlineage_events import file_transport_config, read_events
 
 from .conftest import RunDags
 
-pytest.importorskip("openlineage.client")
 NAMESPACE = "ol-test-airflow"  # the provider's namespace ($OPENLINEAGE_NAMESPACE): part of its run ids
-
-
-def _provider_installed() -> bool:
-    try:
-        metadata.version("apache-airflow-providers-openlineage")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(
-    not _provider_installed(), reason="apache-airflow-providers-openlineage is not installed"
-)
 
 
 @pytest.fixture(scope="module")

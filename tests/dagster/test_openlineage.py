@@ -9,8 +9,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-pytest.importorskip("openlineage.client")
-
 import lore_core.openlineage
 from lore_core.openlineage import run_id_for, shared_sink
 from lore_dagster import LoreResource, LoreS3IOManager
