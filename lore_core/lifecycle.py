@@ -929,7 +929,9 @@ class ActiveStep:
         """Record the step in one write when its running entry could not be written."""
         entry, error = self._entry, self._start_error
         assert entry is not None and error is not None
-        self.logger.warning(
+        # A caller's logger need only have error(); the warning goes to Lore's own otherwise.
+        warn = getattr(self.logger, "warning", None) or log.warning
+        warn(
             "lore: the running entry %s of %s on %r could not be written (%s: %s); recording the finished entry",
             entry.id,
             entry.step,

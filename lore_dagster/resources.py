@@ -111,6 +111,11 @@ class DagsterLogs:
             self._run_log.error(msg, *args, **kwargs)
         log.error(msg, *args, **kwargs)
 
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if self._run_log is not None:
+            self._run_log.warning(msg, *args, **kwargs)
+        log.warning(msg, *args, **kwargs)
+
 
 #: What ``LoreResource.track`` yields: the core's ``StepContext`` (set ``output``, call ``produce``).
 TrackedStep = StepContext

@@ -201,3 +201,32 @@ def test_a_product_that_already_has_a_history_is_linked_in_one_write(s3_client: 
         assert counts == {"get": 2, "put": 3}, (how, counts)
     doc = LoreTracker(bucket=bucket, s3_client=s3_client).get_history("out.csv")
     assert doc is not None and len(doc.derived_from) == 1
+
+
+def test_a_callers_logger_needs_only_error(s3_client: Any, bucket: str) -> None:
+    """An adapter's logger (Dagster's run log wrapper) may have error() alone: a failed running write
+    is still folded into the final one, never an AttributeError."""
+    tracker = LoreTracker(bucket=bucket, s3_client=s3_client, outage_timeout=1.0)
+    tracker.run("seed", step="warm", handler=lambda ctx: None)
+    doc = _history_path(bucket, "data/e.csv")
+    done = threading.Event()
+
+    def refuse(request: Any, **_: Any) -> Any:
+        if unquote(request.url.split("?", 1)[0]).endswith(doc) and not done.is_set():
+            from botocore.awsrequest import AWSResponse
+
+            return AWSResponse(request.url, 503, {}, _Raw(b"<Error><Code>SlowDown</Code></Error>"))
+        return None
+
+    s3_client.meta.events.register("before-send.s3.PutObject", refuse)
+    errors: list[str] = []
+
+    class ErrorOnly:
+        def error(self, msg: str, *args: Any) -> None:
+            errors.append(msg % args)
+
+    active = tracker.begin("data/e.csv", "load", on_error="log", logger=ErrorOnly())
+    active.wait_started()
+    done.set()
+    entry = active.succeed({"rows": 2})
+    assert entry is not None and entry.status == "success" and errors == []
