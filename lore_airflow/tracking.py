@@ -521,8 +521,12 @@ class TaskTracking:
             # the store's self-check happen while the task runs; finishing waits for them. The
             # connection itself is fetched here: the task SDK's channel to the supervisor is the
             # task's own, and must not be used from a second thread while the task uses it.
-            with guarded(settings, f"the start of {started.step}"):
+            try:
                 prepare_connection(settings)
+            except Exception:
+                # Told by the start itself, in this thread (never fetch the connection from another).
+                TaskTracking._begin_entries(started, targets, outlets, key)
+                return True
             started.begun = threading.Thread(
                 target=TaskTracking._begin_entries,
                 args=(started, targets, outlets, key),

@@ -121,17 +121,20 @@ def _in_thread(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     return future
 
 
-def _joined(side: Sequence[Future[Any]], write: Callable[[], _T]) -> _T:
-    """``write()`` while the ``side`` writes run; their first error once all are done, unless ``write`` failed."""
+def _joined(side: Sequence[Future[Any]], write: Callable[[], _T]) -> tuple[_T, BaseException | None]:
+    """``write()`` while the ``side`` writes run, and the first of their errors (None if none).
+
+    ``write``'s own error is raised once the side writes are done. A side error is handed back,
+    not raised: the caller finishes what the written document calls for (index, events) first.
+    """
     try:
         result = write()
     except BaseException:
         for future in side:
             future.exception()  # wait for them; the document's own error is the one to tell
         raise
-    for future in side:
-        future.result()
-    return result
+    errors = [e for e in (future.exception() for future in side) if e is not None]
+    return result, (errors[0] if errors else None)
 
 
 class Lifecycle:
@@ -441,7 +444,9 @@ class Lifecycle:
             metadata=extra_meta,
         )
         try:
-            written = _joined([deriving] if deriving is not None else [], lambda: self.docs.update(file_key, mutate))
+            written, link_error = _joined(
+                [deriving] if deriving is not None else [], lambda: self.docs.update(file_key, mutate)
+            )
         except InvalidTransitionError:
             if status is StepStatus.FAILED:
                 self.index.remove_failure(file_key, entry_id, current.step)
@@ -469,6 +474,8 @@ class Lifecycle:
                 entry,
                 extra={"after_abandoned": True} if after_abandoned else None,
             )
+        if link_error is not None:  # the entry is recorded; a product's link is not
+            raise link_error
         return entry.model_copy(deep=True)  # the caller's own: the cached document shares this entry
 
     def record(
@@ -547,13 +554,15 @@ class Lifecycle:
             ancestry=ancestry,
             max_ancestry=self.options.max_ancestry,
         )
-        written = _joined(side, lambda: self.docs.update(file_key, mutate))
+        written, link_error = _joined(side, lambda: self.docs.update(file_key, mutate))
         self.index.forget(file_key, out.resolved)
         if out.entry is None:
             raise EntryNotFoundError(f"history of {file_key!r} lost entry {entry.id!r} while it was written")
         self.publish_abandoned(file_key, out.resolved, written)
         kind: EventKind = "step.succeeded" if status is StepStatus.SUCCESS else "step.failed"
         self.publish(kind, file_key, out.entry, recorded_finished=True)
+        if link_error is not None:  # the entry is recorded; a link on another document is not
+            raise link_error
         return out.entry.model_copy(deep=True)
 
     def _link_sources(self, file_key: str, sources: Sequence[LineageRef]) -> None:
@@ -880,18 +889,20 @@ class ActiveStep:
             self._start_error = exc
             return
         self.ctx._attempt = started.attempt or 1
-        if self.prefetch:
-            life.derivation.prefetch(self._file_key, self.prefetch)
         with self._lock:
-            if self.finished:
-                return
-            claim = self.claim
-            self.heartbeat = Heartbeat(
-                lambda: life._beat(self._file_key, entry.id, claim),
-                life.options.lease_seconds,
-                life.options.first_heartbeat_seconds,
-                f"lore-heartbeat-{entry.id}",
-            ).start()
+            if not self.finished:
+                claim = self.claim
+                self.heartbeat = Heartbeat(
+                    lambda: life._beat(self._file_key, entry.id, claim),
+                    life.options.lease_seconds,
+                    life.options.first_heartbeat_seconds,
+                    f"lore-heartbeat-{entry.id}",
+                ).start()
+        if self.prefetch:
+            try:  # only a head start: the final write reads what it must
+                life.derivation.prefetch(self._file_key, self.prefetch)
+            except Exception as exc:
+                log.debug("lore: could not read ahead the products of entry %s: %s", entry.id, exc)
 
     def wait_started(self) -> bool:
         """Wait for the ``running`` write; True when the running entry is in the history."""
@@ -939,7 +950,7 @@ class ActiveStep:
             type(error).__name__,
             error,
         )
-        life, ctx = self._life, self.ctx
+        life = self._life
         try:  # the write may have landed although it reported an error
             if status is StepStatus.SUCCESS:
                 return life.succeed(
@@ -964,7 +975,7 @@ class ActiveStep:
             metadata={**(entry.metadata or {}), **(finished.get("metadata") or {})} or None,
             orchestrator=entry.orchestrator,
             replay_of=entry.replay_of,
-            attempt=entry.attempt if entry.attempt is not None else ctx._attempt,
+            attempt=entry.attempt,  # None: decided from the history, as the running write would have
             produces=finished.get("produces"),
             entry_id=entry.id,
         )

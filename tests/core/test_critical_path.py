@@ -230,3 +230,30 @@ def test_a_callers_logger_needs_only_error(s3_client: Any, bucket: str) -> None:
     done.set()
     entry = active.succeed({"rows": 2})
     assert entry is not None and entry.status == "success" and errors == []
+
+
+def test_a_link_that_fails_after_the_entry_landed_still_finishes_the_entry(tmp_path: Any) -> None:
+    """The product's link is written beside the entry: should it fail, the entry is still recorded,
+    its success told to subscribers, and the failure index cleaned, before the error is raised."""
+    from pathlib import Path
+
+    from lore_core import CorruptHistoryError
+    from lore_core.keys import history_key
+
+    root = Path(tmp_path) / "b"
+    tracker = LoreTracker.from_url(root.as_uri())
+    tracker.record("p.csv", step="seed", status="success")
+    (root / history_key(".lore-s3", "p.csv")).write_text("{not json")  # the product's history is broken
+    bad = tracker.run("in.csv", step="load", handler=lambda ctx: 1 / 0)  # a failure to resolve
+    events: list[str] = []
+    tracker.on("step.succeeded", lambda event: events.append(event.entry.id))
+    fresh = LoreTracker.from_url(root.as_uri())
+    fresh.on("step.succeeded", lambda event: events.append(event.entry.id))
+    with pytest.raises(CorruptHistoryError):
+        fresh.run("in.csv", step="load", handler=lambda ctx: ctx.produce("p.csv"), raise_on_failure=True)
+    doc = fresh.get_history("in.csv")
+    assert doc is not None
+    latest = doc.entries[-1]
+    assert latest.status == "success" and events == [latest.id]
+    assert [f.entry_id for f in fresh.list_failed()] == []  # the earlier failure is resolved and gone
+    assert bad.entry_id in {e.id for e in doc.entries}
