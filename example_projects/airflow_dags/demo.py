@@ -11,50 +11,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from example_setup import BUCKET, fix_reference_data, prepare, run_dag
 
-# The orchestrator's own log lines (Python logging, structlog, child processes: whatever writes
-# to file descriptors 1 and 2) go to a log file while it runs; the demo's summary, printed with
-# say(), still reaches the terminal.
-_terminal: TextIO = sys.stdout
-
-
-def say(*parts: object) -> None:
-    print(*parts, file=_terminal, flush=True)
-
-
-@contextmanager
-def logs_to(path: Path) -> Iterator[None]:
-    global _terminal
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    _terminal = os.fdopen(os.dup(saved[0]), "w", encoding="utf-8")
-    with open(path, "wb") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
-        _terminal.close()
-        _terminal = sys.stdout
+from example_projects.demo_output import logs_to, say
 
 
 def main() -> int:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TextIO
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]  # run from anywhere, without installing
@@ -41,6 +41,7 @@ for name, value in {
 
 import dagster as dg  # noqa: E402
 
+from example_projects.demo_output import logs_to, say  # noqa: E402
 from lore_core import LoreTracker, StepStatus, lineage_to_text  # noqa: E402
 from lore_core.testing import LocalS3Server  # noqa: E402
 
@@ -53,40 +54,6 @@ UPLOADS = {
     "raw/2026-11-03.csv": "date,region,amount\n2026-11-03,south,10.00\n2026-11-03,west\n",
 }
 REPAIRED = {"raw/2026-11-03.csv": "date,region,amount\n2026-11-03,south,10.00\n2026-11-03,west,64.25\n"}
-
-
-# The orchestrator's own log lines (Python logging, structlog, child processes: whatever writes
-# to file descriptors 1 and 2) go to a log file while it runs; the demo's summary, printed with
-# say(), still reaches the terminal.
-_terminal: TextIO = sys.stdout
-
-
-def say(*parts: object) -> None:
-    print(*parts, file=_terminal, flush=True)
-
-
-@contextmanager
-def logs_to(path: Path) -> Iterator[None]:
-    global _terminal
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    _terminal = os.fdopen(os.dup(saved[0]), "w", encoding="utf-8")
-    with open(path, "wb") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
-        _terminal.close()
-        _terminal = sys.stdout
 
 
 @contextmanager
