@@ -161,18 +161,10 @@ class BenchS3:
         set_latency(self.endpoint_url, ms)
 
     def client(self, **config: Any) -> Any:
-        """A boto3 S3 client for this server (path-style, fake credentials)."""
-        import boto3
-        from botocore.config import Config
+        """A boto3 S3 client for this server (fake credentials)."""
+        from lore_core.testing import local_client
 
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(**({"retries": {"mode": "standard"}} | config)),
-        )
+        return local_client(self.endpoint_url, **config)
 
 
 def read_counts(endpoint_url: str) -> dict[str, int]:

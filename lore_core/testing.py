@@ -59,6 +59,21 @@ class _Serialised:
             return [b"".join(self._app(environ, start_response))]
 
 
+def local_client(endpoint_url: str, **config: Any) -> Any:
+    """A boto3 S3 client for a local test server (fake credentials; ``config``: botocore Config options)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(**({"retries": {"mode": "standard"}} | config)),
+    )
+
+
 class LocalS3Server:
     """moto's S3 server on 127.0.0.1, on a free port, in a background thread."""
 
@@ -117,17 +132,7 @@ class LocalS3Server:
 
     def client(self, **config: Any) -> Any:
         """A boto3 S3 client pointed at this server."""
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(**({"retries": {"mode": "standard"}} | config)),
-        )
+        return local_client(self.endpoint_url, **config)
 
     def __enter__(self) -> LocalS3Server:
         return self.start()
